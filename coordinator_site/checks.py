@@ -1,0 +1,63 @@
+"""System checks: the contract and every callable slot resolve, and settings are safe.
+
+They run on `manage.py check` and on the start of every command and the web server, so a bad
+path fails at start with a message naming the variable, the path and the problem.
+"""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+from coordinator_site.contract import SLOT_PARAMETERS, ContractError, get_contract, resolve_slot
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1", "0.0.0.0", "testserver"}  # noqa: S104
+
+
+@register()
+def check_contract_callables(app_configs=None, **kwargs):
+    """Import CRUNCH_CONTRACT and every slot (contract default or env override) and check it."""
+    try:
+        get_contract.cache_clear()
+        get_contract()
+    except ContractError as exc:
+        return [
+            Error(str(exc), hint="Set CRUNCH_CONTRACT to 'module:attr' of a CrunchContract.", id="coordinator.E001")
+        ]
+    except Exception as exc:  # a contract module that raises on import
+        return [
+            Error(f"CRUNCH_CONTRACT={settings.CRUNCH_CONTRACT!r}: {type(exc).__name__}: {exc}", id="coordinator.E001")
+        ]
+    errors = []
+    for slot in SLOT_PARAMETERS:
+        try:
+            resolve_slot(slot)
+        except ContractError as exc:
+            errors.append(Error(str(exc), hint=f"Fix or unset the {slot} variable.", id="coordinator.E002"))
+        except Exception as exc:  # the target module raised on import
+            errors.append(
+                Error(f"{slot}: importing the callable raised {type(exc).__name__}: {exc}", id="coordinator.E002")
+            )
+    return errors
+
+
+@register(Tags.security, deploy=False)
+def check_production_safety(app_configs=None, **kwargs):
+    """Refuse the combinations that expose a node: DEBUG on public hosts, the default key in production."""
+    errors = []
+    public_hosts = [h for h in settings.ALLOWED_HOSTS if h not in LOCAL_HOSTS]
+    if settings.DEBUG and public_hosts:
+        errors.append(
+            Error(
+                f"DEBUG=true with non-local ALLOWED_HOSTS {public_hosts}",
+                hint="Set DEBUG=false for any host reachable from outside this machine.",
+                id="coordinator.E010",
+            )
+        )
+    if not settings.DEBUG and settings.SECRET_KEY in ("", settings.DEFAULT_SECRET_KEY):
+        errors.append(
+            Error(
+                "the default SECRET_KEY is used with DEBUG=false",
+                hint="Set SECRET_KEY to a long random value (python -c 'import secrets; print(secrets.token_urlsafe(50))').",
+                id="coordinator.E011",
+            )
+        )
+    return errors

@@ -1,0 +1,256 @@
+"""Settings, read from the environment (and `.env`) through django-environ.
+
+Every variable is documented, with its default, in `.env.example`. Sections follow the
+data flow: core, database, contract, feeds, predict, score, checkpoints, reports.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Under pytest (which exports PYTEST_VERSION to the suite and its subprocesses) the developer's
+# `.env` is never read, so tests see only the defaults and what they set themselves.
+RUNNING_TESTS = bool(os.environ.get("PYTEST_VERSION"))
+if RUNNING_TESTS:
+    os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+    os.environ.setdefault("EXTRA_INSTALLED_APPS", "tests.workerapp")
+else:
+    # `.env` is optional; real environment variables always win over it.
+    environ.Env.read_env(os.environ.get("ENV_FILE", BASE_DIR / ".env"), overwrite=False)
+
+# --- Core -------------------------------------------------------------------------------
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - flagged by a system check
+SECRET_KEY = env.str("SECRET_KEY", default="") or DEFAULT_SECRET_KEY
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a TLS-terminating proxy set SECURE_SSL_REDIRECT etc. (see .env.example).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("USE_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "corsheaders",
+    "coordinator_site",
+    "feeds",
+    "predictions",
+    "scoring",
+    "checkpoints",
+    "reports",
+    *env.list("EXTRA_INSTALLED_APPS", default=[]),  # e.g. the test suite's helper app
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "coordinator_site.urls"
+WSGI_APPLICATION = "coordinator_site.wsgi.application"
+APPEND_SLASH = False  # API paths have no trailing slash and never redirect
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+# DATABASE_URL unset -> the embedded default: a SQLite file shared by several worker
+# processes (WAL journal, busy timeout, BEGIN IMMEDIATE so writers queue instead of failing).
+SQLITE_PATH = env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3"))
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+_db = DATABASES["default"]
+_process_name = Path(sys.argv[0]).name
+if _process_name in ("manage.py", "django-admin") and len(sys.argv) > 1:
+    _process_name = sys.argv[1]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT_SECONDS", default=30.0),
+        }
+    )
+    # A file (not :memory:) test database, so subprocess tests can share it.
+    _db["TEST"] = {"NAME": env.str("SQLITE_TEST_PATH", default=str(BASE_DIR / ".test-db.sqlite3"))}
+else:
+    _db.setdefault("OPTIONS", {})["application_name"] = f"coordinator:{_process_name}"[:63]
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- i18n / time ------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- Static files -----------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Logging ----------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # text | json
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "coordinator_site.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Contract (DESIGN.md §2) ------------------------------------------------------------
+CRUNCH_CONTRACT = env.str("CRUNCH_CONTRACT", default="coordinator_site.contract:STARTER_CONTRACT")
+# Per-slot overrides (`module:attr`); empty means "use the contract's default".
+CALLABLE_SLOTS = (
+    "RAW_INPUT_PROVIDER",
+    "INFERENCE_INPUT_BUILDER",
+    "INFERENCE_OUTPUT_VALIDATOR",
+    "PREDICTION_SCOPE_BUILDER",
+    "PREDICT_CALL_BUILDER",
+    "GROUND_TRUTH_RESOLVER",
+    "SCORING_FUNCTION",
+    "MODEL_SCORE_AGGREGATOR",
+    "LEADERBOARD_RANKER",
+    "EMISSION_BUILDER",
+    "REPORT_SCHEMA_PROVIDER",
+)
+CALLABLE_OVERRIDES = {slot: env.str(slot, default="") for slot in CALLABLE_SLOTS}
+CRUNCH_ID = env.str("CRUNCH_ID", default="starter")
+CRUNCH_NAME = env.str("CRUNCH_NAME", default="")  # display name; empty -> the contract's name
+SOLANA_NETWORK = env.str("SOLANA_NETWORK", default="devnet")
+
+# --- Workers (DESIGN.md §5) -------------------------------------------------------------
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
+WORKER_ERROR_BACKOFF_MAX_SECONDS = env.float("WORKER_ERROR_BACKOFF_MAX_SECONDS", default=60.0)
+
+# --- Feeds (DESIGN.md §6) ---------------------------------------------------------------
+FEED_SOURCE = env.str("FEED_SOURCE", default="pyth")
+FEED_SUBJECTS = env.list("FEED_SUBJECTS", default=["BTC"])
+FEED_KIND = env.str("FEED_KIND", default="tick")
+FEED_GRANULARITY = env.str("FEED_GRANULARITY", default="1s")
+FEED_POLL_SECONDS = env.float("FEED_POLL_SECONDS", default=5.0)
+FEED_BACKFILL_MINUTES = env.int("FEED_BACKFILL_MINUTES", default=180)
+FEED_PAGE_SIZE = env.int("FEED_PAGE_SIZE", default=500)
+FEED_RECORD_TTL_DAYS = env.int("FEED_RECORD_TTL_DAYS", default=90)
+FEED_WINDOW_SIZE = env.int("FEED_WINDOW_SIZE", default=120)
+FEED_HTTP_TIMEOUT_SECONDS = env.float("FEED_HTTP_TIMEOUT_SECONDS", default=8.0)
+FEED_CSV_PATH = env.str("FEED_CSV_PATH", default="")
+SYNTHETIC_SEED = env.int("SYNTHETIC_SEED", default=42)
+SYNTHETIC_START_PRICE = env.float("SYNTHETIC_START_PRICE", default=60000.0)
+SYNTHETIC_VOLATILITY = env.float("SYNTHETIC_VOLATILITY", default=0.0005)
+PYTH_HERMES_URL = env.str("PYTH_HERMES_URL", default="https://hermes.pyth.network")
+PYTH_API_KEY = env.str("PYTH_API_KEY", default="")
+PYTH_HISTORY_URL = env.str("PYTH_HISTORY_URL", default="")
+PYTH_HISTORY_TOKEN = env.str("PYTH_HISTORY_TOKEN", default="")
+PYTH_FEED_IDS = env.dict("PYTH_FEED_IDS", default={})  # SUBJECT=hexid,... overrides
+BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")
+BINANCE_API_SECRET = env.str("BINANCE_API_SECRET", default="")
+BINANCE_API_URL = env.str("BINANCE_API_URL", default="")  # empty -> python-binance default
+
+# --- Predict (DESIGN.md §7) -------------------------------------------------------------
+PREDICTION_CONFIGS_PATH = env.str(
+    "PREDICTION_CONFIGS_PATH", default=str(BASE_DIR / "scheduled_prediction_configs.json")
+)
+MODEL_GATEWAY = env.str("MODEL_GATEWAY", default="local")  # local | remote
+MODELS_DIR = env.str("MODELS_DIR", default=str(BASE_DIR / "examples" / "models"))
+MODEL_BASE_CLASSNAME = env.str("MODEL_BASE_CLASSNAME", default="cruncher.ModelBaseClass")
+MODEL_CALL_TIMEOUT_SECONDS = env.float("MODEL_CALL_TIMEOUT_SECONDS", default=5.0)
+MODEL_RUNNER_NODE_HOST = env.str("MODEL_RUNNER_NODE_HOST", default="127.0.0.1")
+MODEL_RUNNER_NODE_PORT = env.int("MODEL_RUNNER_NODE_PORT", default=9091)
+MODEL_RUNNER_REPORT_FAILURE = env.bool("MODEL_RUNNER_REPORT_FAILURE", default=False)
+MODEL_RUNNER_MAX_CONSECUTIVE_FAILURES = env.int("MODEL_RUNNER_MAX_CONSECUTIVE_FAILURES", default=100)
+MODEL_RUNNER_MAX_CONSECUTIVE_TIMEOUTS = env.int("MODEL_RUNNER_MAX_CONSECUTIVE_TIMEOUTS", default=100)
+SECURE_CERT_DIR = env.str("SECURE_CERT_DIR", default="")
+GATEWAY_CERT_DIR = env.str("GATEWAY_CERT_DIR", default="")
+PREDICT_LEASE_SECONDS = env.int("PREDICT_LEASE_SECONDS", default=60)
+
+# --- Score (DESIGN.md §8) ---------------------------------------------------------------
+GROUND_TRUTH_GRACE_SECONDS = env.int("GROUND_TRUTH_GRACE_SECONDS", default=3600)
+SCORE_LEASE_SECONDS = env.int("SCORE_LEASE_SECONDS", default=120)
+SNAPSHOT_PERIOD_SECONDS = env.int("SNAPSHOT_PERIOD_SECONDS", default=3600)
+LEADERBOARD_HISTORY = env.int("LEADERBOARD_HISTORY", default=200)
+# worst | exclude | a number (fixed score). Empty -> the contract's policy.
+MISSING_PREDICTION_POLICY = env.str("MISSING_PREDICTION_POLICY", default="")
+
+# --- Checkpoints (DESIGN.md §9) ---------------------------------------------------------
+CHECKPOINT_INTERVAL_SECONDS = env.int("CHECKPOINT_INTERVAL_SECONDS", default=604800)
+CHECKPOINT_GRACE_SECONDS = env.int("CHECKPOINT_GRACE_SECONDS", default=3600)
+CRUNCH_PUBKEY = env.str("CRUNCH_PUBKEY", default="")
+COMPUTE_PROVIDER_PUBKEY = env.str("COMPUTE_PROVIDER_PUBKEY", default="")
+DATA_PROVIDER_PUBKEY = env.str("DATA_PROVIDER_PUBKEY", default="")
+
+# --- Reports (DESIGN.md §10) ------------------------------------------------------------
+REPORTS_REQUIRE_AUTH = env.bool("REPORTS_REQUIRE_AUTH", default=False)
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Coordinator node report API",
+    "DESCRIPTION": "Leaderboard, models, predictions, feeds, snapshots and checkpoints.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}

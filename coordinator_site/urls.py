@@ -1,0 +1,8 @@
+"""Root URLs. Each app contributes its own url module; the admin lives at /admin/."""
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,73 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from predictions.models import Input, ParticipantModel, Prediction
+
+
+class Score(models.Model):
+    """The score of one prediction. `value` is what windows average (null: excluded by policy).
+
+    `model`, `input` and `performed_at` are copied from the prediction so window aggregates run
+    on this table alone.
+    """
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="score")
+    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="scores")
+    input = models.ForeignKey(Input, on_delete=models.PROTECT, related_name="scores")
+    scope_key = models.CharField(max_length=128)
+    performed_at = models.DateTimeField()
+    value = models.FloatField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    success = models.BooleanField(default=True)
+    failed_reason = models.TextField(blank=True, default="")
+    scored_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["performed_at", "model"], name="score_window"),
+            models.Index(fields=["model", "-performed_at"], name="score_model_recent"),
+        ]
+        ordering = ["-performed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"score {self.value} for prediction {self.prediction_id}"
+
+
+class Snapshot(models.Model):
+    """One model's aggregate over one aligned period [period_start, period_end)."""
+
+    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="snapshots")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    prediction_count = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True, help_text="Predictions by status in the period.")
+    result_summary = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "period_start"], name="snapshot_natural_key"),
+            models.CheckConstraint(condition=Q(period_start__lt=models.F("period_end")), name="snapshot_period_valid"),
+        ]
+        indexes = [models.Index(fields=["period_start"], name="snapshot_period")]
+        ordering = ["-period_start", "model_id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} [{self.period_start.isoformat()}, {self.period_end.isoformat()})"
+
+
+class Leaderboard(models.Model):
+    """A ranking as of `created_at`; the newest row is the current leaderboard."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    entries = models.JSONField(default=list)
+    meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"leaderboard {self.created_at.isoformat()} ({len(self.entries)} models)"

@@ -1,0 +1,76 @@
+"""The shared worker loop, run as a real subprocess against the test database."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from coordinator_site.models import WorkerHeartbeat
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def start_worker(manage_py, env, **extra_env):
+    return subprocess.Popen(
+        [*manage_py, "run_test_worker", "--sleep", "0.05"],
+        env={**env, "WORKER_HEARTBEAT_SECONDS": "0.1", **extra_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def units_done(process):
+    row = WorkerHeartbeat.objects.filter(name="test_worker", pid=process.pid).first()
+    return row.counters.get("done", 0) if row else 0
+
+
+def test_worker_writes_heartbeat_and_stops_on_sigterm_within_two_seconds(manage_py, worker_env):
+    process = start_worker(manage_py, worker_env, TEST_WORKER_UNIT_SECONDS="0.3")
+    try:
+        assert wait_for(lambda: units_done(process) >= 2), "worker never reported progress"
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=2)
+        assert time.monotonic() - sent < 2
+    finally:
+        process.kill()
+    output = process.stdout.read()
+    assert process.returncode == 0, output
+    row = WorkerHeartbeat.objects.get(name="test_worker", pid=process.pid)
+    assert row.stopped_at is not None
+    assert row.last_beat_at >= row.started_at
+    assert "test_worker stopped" in output
+
+
+def test_worker_survives_a_unit_that_raises_and_records_the_error(manage_py, worker_env):
+    process = start_worker(manage_py, worker_env, TEST_WORKER_FAIL_UNITS="2", WORKER_ERROR_BACKOFF_MAX_SECONDS="0.1")
+    try:
+        assert wait_for(lambda: units_done(process) >= 3), "worker did not keep going after the error"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=5)
+    finally:
+        process.kill()
+    output = process.stdout.read()
+    row = WorkerHeartbeat.objects.get(name="test_worker", pid=process.pid)
+    assert "unit 2 exploded" in row.last_error
+    assert row.counters["errors"] == 1
+    assert "unit 2 exploded" in output
+
+
+@pytest.mark.django_db
+def test_once_runs_exactly_one_unit(manage_py, worker_env):
+    result = subprocess.run(
+        [*manage_py, "run_test_worker", "--once"], env=worker_env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    row = WorkerHeartbeat.objects.get(name="test_worker")
+    assert row.counters == {"units": 1, "done": 1}

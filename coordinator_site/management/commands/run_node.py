@@ -1,0 +1,116 @@
+"""`manage.py run_node`: the whole node in one process tree (the embedded default, DESIGN.md §5).
+
+Migrates, loads the prediction configs, collects static files, then supervises the web server
+(gunicorn, gunicorn.conf.py) and the four workers as child processes: a crashed child is
+restarted with backoff, SIGTERM/SIGINT stops them all. `--child NAME=COMMAND` replaces the
+workers (tests run the shared loop's test worker this way).
+"""
+
+import shlex
+import sys
+
+from django.conf import settings
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from coordinator_site.supervisor import ChildSpec, Supervisor
+
+WORKERS = (
+    ("feed", "run_feed"),
+    ("predict", "run_predict"),
+    ("score", "run_score"),
+    ("checkpoint", "run_checkpoint"),
+)
+
+PYTH_KEY_MISSING = """\
+FEED_SOURCE=pyth, but PYTH_API_KEY is empty: Pyth's Hermes API requires an API key.
+Ways out:
+  - set PYTH_API_KEY=<your key> in .env (or in the environment), or
+  - use Binance's public klines, which need no key: in .env set
+      FEED_SOURCE=binance
+      FEED_KIND=candle
+      FEED_GRANULARITY=1m
+  - or run `make demo` (a synthetic feed with short cycles; no network, no key)."""
+
+
+def feed_preflight_error() -> str | None:
+    """Why the configured feed cannot work at all (checked before anything starts), or None."""
+    if settings.FEED_SOURCE == "pyth" and not settings.PYTH_API_KEY:
+        return PYTH_KEY_MISSING
+    return None
+
+
+def parse_child(value: str) -> ChildSpec:
+    """`NAME=COMMAND ARGS...` -> a child running `manage.py COMMAND ARGS...`."""
+    name, sep, command = value.partition("=")
+    argv = shlex.split(command)
+    if not sep or not name.strip() or not argv:
+        raise CommandError(f"--child expects NAME=COMMAND (a manage.py command), got {value!r}")
+    return ChildSpec(name=name.strip(), argv=manage_argv(*argv))
+
+
+def manage_argv(*args: str) -> list[str]:
+    return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
+
+
+class Command(BaseCommand):
+    help = "Run the web server and the four workers together, supervised (the embedded default)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--bind", default=None, help="Web server address (default: GUNICORN_BIND or 127.0.0.1:8000)."
+        )
+        parser.add_argument("--no-web", action="store_true", help="Do not start the web server.")
+        parser.add_argument(
+            "--child",
+            action="append",
+            default=[],
+            metavar="NAME=COMMAND",
+            help="Run this manage.py command as a child instead of the four workers (repeatable).",
+        )
+        parser.add_argument("--skip-migrate", action="store_true", help="Do not migrate or load configs first.")
+        parser.add_argument("--skip-preflight", action="store_true", help="Start even if the feed cannot work.")
+        parser.add_argument("--backoff-max", type=float, default=30.0, help="Cap of the restart backoff (s).")
+        parser.add_argument(
+            "--stop-timeout", type=float, default=5.0, help="Seconds between SIGTERM and SIGKILL on stop."
+        )
+
+    def handle(self, *args, **options) -> None:
+        if not options["skip_preflight"] and (problem := feed_preflight_error()):
+            raise CommandError(problem)
+        children = [parse_child(value) for value in options["child"]]
+        if not children:
+            missing = [command for _, command in WORKERS if command not in get_commands()]
+            if missing:
+                raise CommandError(f"worker commands not installed: {', '.join(missing)}")
+            children = [ChildSpec(name=name, argv=manage_argv(command)) for name, command in WORKERS]
+        if not options["no_web"]:
+            web = [sys.executable, "-m", "gunicorn", "-c", str(settings.BASE_DIR / "gunicorn.conf.py")]
+            if options["bind"]:
+                web += ["--bind", options["bind"]]
+            children.insert(0, ChildSpec(name="web", argv=web))
+
+        if not options["skip_migrate"]:
+            self.prepare(web=not options["no_web"])
+        # Children open their own connections; the parent holds none while it supervises.
+        connections.close_all()
+
+        supervisor = Supervisor(
+            children,
+            backoff_max=options["backoff_max"],
+            stop_timeout=options["stop_timeout"],
+            json_lines=settings.LOG_FORMAT == "json",
+        )
+        supervisor.run()
+
+    def prepare(self, *, web: bool) -> None:
+        """Migrate, load the prediction configs, collect static files for the web server."""
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("run_node: database migrated")
+        if "load_prediction_configs" in get_commands():
+            call_command("load_prediction_configs")
+        else:
+            self.stdout.write("run_node: no load_prediction_configs command; prediction configs not loaded")
+        if web:
+            call_command("collectstatic", interactive=False, verbosity=0)

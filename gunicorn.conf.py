@@ -1,0 +1,64 @@
+"""Gunicorn settings, all from the environment (documented in docs/operations.md).
+
+Used by `manage.py run_node` (the embedded default) and by the `web` service of
+docker-compose.yml. Logs go to stdout in the node's format: LOG_LEVEL, and LOG_FORMAT=json for
+one JSON object per line (the same formatter as Django's, coordinator_site.logging).
+"""
+
+import os
+from pathlib import Path
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} is not a boolean (true/false)")
+
+
+chdir = str(Path(__file__).resolve().parent)
+wsgi_app = "coordinator_site.wsgi:application"
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+workers = int(os.environ.get("GUNICORN_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2)
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "5"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Workers write to a tmpfs heartbeat file, not the (possibly slow or read-only) disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+preload_app = False
+# gunicorn >= 24 opens a control socket in $HOME by default; the node does not use it.
+control_socket_disable = True
+
+_access_log = _env_bool("GUNICORN_ACCESS_LOG", True)
+_level = os.environ.get("LOG_LEVEL", "INFO").upper()
+_formatter = "json" if os.environ.get("LOG_FORMAT", "text") == "json" else "text"
+
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "coordinator_site.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": _formatter},
+    },
+    "root": {"level": _level, "handlers": ["stdout"]},
+    "loggers": {
+        # propagate=False: Django's own LOGGING also puts a handler on the root logger.
+        "gunicorn.error": {"level": _level, "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {
+            "level": "INFO" if _access_log else "CRITICAL",
+            "handlers": ["stdout"] if _access_log else [],
+            "propagate": False,
+        },
+    },
+}

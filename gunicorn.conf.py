@@ -31,8 +31,9 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
-# Workers write to a tmpfs heartbeat file, not the (possibly slow or read-only) disk.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Workers write their heartbeat file to tmpfs, not the (possibly slow or read-only) disk.
+_shm = "/dev/shm"  # noqa: S108 - gunicorn's documented choice for worker_tmp_dir
+worker_tmp_dir = _shm if os.path.isdir(_shm) else None
 preload_app = False
 # gunicorn >= 24 opens a control socket in $HOME by default; the node does not use it.
 control_socket_disable = True

@@ -114,9 +114,7 @@ class Supervisor:
 
     def pids(self) -> dict[str, int | None]:
         """Current pid of each child (None while it waits for a restart)."""
-        return {
-            c.spec.name: (c.process.pid if c.process and c.process.poll() is None else None) for c in self.children
-        }
+        return {c.spec.name: (c.process.pid if c.process and c.process.poll() is None else None) for c in self.children}
 
     # --- internals ------------------------------------------------------------------------
 
@@ -130,7 +128,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: we signal the group, grandchildren included
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touch state in the child before exec
+            preexec_fn=_die_with_parent,  # prctl only; safe between fork and exec
         )
         child.reader = threading.Thread(
             target=self._pump, args=(child.spec.name, child.process.stdout), daemon=True, name=f"pump-{child.spec.name}"

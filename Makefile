@@ -4,7 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/coordinator
 
-.PHONY: venv env run demo test test-pg test-sqlite lint fmt migrate bench clean
+.PHONY: venv env run demo superuser verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean
+
+# `make demo` and `DEMO=1`: the values of .env.demo exported over .env (synthetic feed, short cycles).
+DEMO_ENV := set -a && . ./.env.demo && set +a &&
+WITH_ENV = $(if $(DEMO),$(DEMO_ENV))
+# Docker Compose v2 plugin (`docker compose`), else the standalone `docker-compose`.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || \
+	(command -v docker-compose >/dev/null 2>&1 && echo docker-compose))
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +30,42 @@ env: .env
 migrate: venv .env
 	$(BIN)/python manage.py migrate
 
-run: venv .env migrate
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+# The whole node (web server + four workers, supervised) on the feed configured in .env.
+run: venv .env
+	$(BIN)/python manage.py run_node
+
+# The same node on a synthetic feed with short cycles and its own SQLite file (demo.sqlite3).
+demo: venv .env
+	@echo "Demo: synthetic BTC feed, predictions every 5 s (30 s horizon), checkpoints every 5 min."
+	@echo "Admin user for the demo database: make superuser DEMO=1   (in another terminal)"
+	@echo "Check the pipeline:               make verify-local DEMO=1"
+	$(DEMO_ENV) $(BIN)/python manage.py run_node
+
+# Create an admin user (DEMO=1: in the demo's database).
+superuser: venv .env
+	$(WITH_ENV) $(BIN)/python manage.py migrate -v 0
+	$(WITH_ENV) $(BIN)/python manage.py createsuperuser
+
+# verify_e2e against the embedded node (DEMO=1: the demo's database).
+verify-local: venv .env
+	$(WITH_ENV) $(BIN)/python manage.py verify_e2e --timeout $(or $(TIMEOUT),120) $(VERIFY_ARGS)
+
+# --- Production: docker compose (Postgres + web + one container per worker) --------------
+compose-check:
+	@test -n "$(COMPOSE)" || { echo "Docker Compose not found: install the compose plugin (docker compose) or docker-compose"; exit 1; }
+
+deploy: compose-check .env
+	$(COMPOSE) up -d --build
+	@echo "Started. Pages and API on http://127.0.0.1:$${WEB_PORT:-8000}/ ; follow with: make logs ; check with: make verify-e2e"
+
+down: compose-check
+	$(COMPOSE) down
+
+logs: compose-check
+	$(COMPOSE) logs -f --tail=200
+
+verify-e2e: compose-check
+	$(COMPOSE) exec -T web python manage.py verify_e2e --timeout $(or $(TIMEOUT),300) $(VERIFY_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -33,6 +74,8 @@ lint: venv
 	 else echo "check_layers.py not found next to this checkout: import-flow check skipped"; fi
 	SECRET_KEY=ci $(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=ci $(BIN)/python manage.py check
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
+	 else echo "docker compose plugin not installed: docker-compose.yml not validated"; fi
 
 fmt: venv
 	$(BIN)/ruff format .
@@ -47,4 +90,4 @@ test-sqlite: venv
 test: lint test-pg test-sqlite
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .test-db.sqlite3*
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .test-db.sqlite3* demo.sqlite3*

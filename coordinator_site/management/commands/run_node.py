@@ -6,6 +6,7 @@ restarted with backoff, SIGTERM/SIGINT stops them all. `--child NAME=COMMAND` re
 workers (tests run the shared loop's test worker this way).
 """
 
+import os
 import shlex
 import sys
 
@@ -54,12 +55,30 @@ def manage_argv(*args: str) -> list[str]:
     return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
 
 
+def banner(bind: str) -> str:
+    """Where to look once the node is up (a wildcard bind is shown as localhost)."""
+    host, _, port = bind.rpartition(":")
+    if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 - only displayed
+        host = "127.0.0.1"
+    base = f"http://{host}:{port}"
+    return (
+        f"run_node: starting the web server on {bind} and the workers. Open:\n"
+        f"  pages        {base}/\n"
+        f"  API          {base}/reports/leaderboard   (docs: {base}/api/docs/)\n"
+        f"  health       {base}/healthz\n"
+        f"  admin        {base}/admin/   (first create a user: make superuser, or manage.py createsuperuser)\n"
+        f"Stop with Ctrl-C (SIGINT) or SIGTERM."
+    )
+
+
 class Command(BaseCommand):
     help = "Run the web server and the four workers together, supervised (the embedded default)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--bind", default=None, help="Web server address (default: GUNICORN_BIND or 127.0.0.1:8000)."
+            "--bind",
+            default=os.environ.get("GUNICORN_BIND", "127.0.0.1:8000"),
+            help="Web server address (default: GUNICORN_BIND or 127.0.0.1:8000).",
         )
         parser.add_argument("--no-web", action="store_true", help="Do not start the web server.")
         parser.add_argument(
@@ -87,14 +106,14 @@ class Command(BaseCommand):
             children = [ChildSpec(name=name, argv=manage_argv(command)) for name, command in WORKERS]
         if not options["no_web"]:
             web = [sys.executable, "-m", "gunicorn", "-c", str(settings.BASE_DIR / "gunicorn.conf.py")]
-            if options["bind"]:
-                web += ["--bind", options["bind"]]
-            children.insert(0, ChildSpec(name="web", argv=web))
+            children.insert(0, ChildSpec(name="web", argv=[*web, "--bind", options["bind"]]))
 
         if not options["skip_migrate"]:
             self.prepare(web=not options["no_web"])
         # Children open their own connections; the parent holds none while it supervises.
         connections.close_all()
+        if not options["no_web"]:
+            self.stdout.write(banner(options["bind"]))
 
         supervisor = Supervisor(
             children,

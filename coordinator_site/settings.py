@@ -97,7 +97,8 @@ TEMPLATES = [
 # DATABASE_URL unset -> the embedded default: a SQLite file shared by several worker
 # processes (WAL journal, busy timeout, BEGIN IMMEDIATE so writers queue instead of failing).
 SQLITE_PATH = env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3"))
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+# An empty DATABASE_URL (as in a fresh copy of .env.example) means "unset", not "no engine".
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{SQLITE_PATH}")}
 _db = DATABASES["default"]
 _process_name = Path(sys.argv[0]).name
 if _process_name in ("manage.py", "django-admin") and len(sys.argv) > 1:

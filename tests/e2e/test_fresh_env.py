@@ -17,6 +17,8 @@ def test_a_copy_of_env_example_runs_on_the_sqlite_default(manage_py, tmp_path):
         [
             *manage_py,
             "shell",
+            "-v",
+            "0",
             "-c",
             "from django.db import connection; print(connection.vendor, connection.settings_dict['NAME'])",
         ],

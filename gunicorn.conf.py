@@ -6,7 +6,13 @@ one JSON object per line (the same formatter as Django's, coordinator_site.loggi
 """
 
 import os
+import sys
 from pathlib import Path
+
+# The project is importable wherever gunicorn starts; the working directory stays the caller's,
+# like the workers' (relative paths such as sqlite:///demo.sqlite3 mean the same file for all).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from coordinator_site.logging import stdout_logging
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -20,7 +26,6 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name}={value!r} is not a boolean (true/false)")
 
 
-chdir = str(Path(__file__).resolve().parent)
 wsgi_app = "coordinator_site.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
 workers = int(os.environ.get("GUNICORN_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2)
@@ -40,21 +45,12 @@ control_socket_disable = True
 
 _access_log = _env_bool("GUNICORN_ACCESS_LOG", True)
 _level = os.environ.get("LOG_LEVEL", "INFO").upper()
-_formatter = "json" if os.environ.get("LOG_FORMAT", "text") == "json" else "text"
 
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "coordinator_site.logging.JsonFormatter"},
-    },
-    "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": _formatter},
-    },
-    "root": {"level": _level, "handlers": ["stdout"]},
-    "loggers": {
-        # propagate=False: Django's own LOGGING also puts a handler on the root logger.
+# propagate=False: Django's own LOGGING also puts a handler on the root logger.
+logconfig_dict = stdout_logging(
+    level=_level,
+    fmt=os.environ.get("LOG_FORMAT", "text"),
+    loggers={
         "gunicorn.error": {"level": _level, "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {
             "level": "INFO" if _access_log else "CRITICAL",
@@ -62,4 +58,4 @@ logconfig_dict = {
             "propagate": False,
         },
     },
-}
+)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from coordinator_site.logging import stdout_logging
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -137,23 +139,7 @@ STORAGES = {
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # text | json
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "coordinator_site.logging.JsonFormatter"},
-    },
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json" if LOG_FORMAT == "json" else "text",
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+LOGGING = stdout_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, loggers={"django.db.backends": {"level": "WARNING"}})
 
 # --- Contract (DESIGN.md §2) ------------------------------------------------------------
 CRUNCH_CONTRACT = env.str("CRUNCH_CONTRACT", default="coordinator_site.contract:STARTER_CONTRACT")

@@ -217,7 +217,9 @@ def _context(*, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, work
         f"{'challenge package' if config.callables[slot].startswith(CHALLENGE_PREFIX) else ('node default' if config.callables[slot] == DEFAULT_CALLABLE else 'custom')} |"
         for slot in SLOT_PARAMETERS
     )
-    scoring_attr = (paths["SCORING_FUNCTION"] or "").rpartition(":")[2]
+    # The challenge's own scoring function (the one participants evaluate with), if it serves the slot.
+    scoring_value = config.callables["SCORING_FUNCTION"]
+    scoring_attr = scoring_value.rpartition(":")[2] if scoring_value.startswith(CHALLENGE_PREFIX) else ""
     return {
         "slug": names.slug,
         "package": names.package,

@@ -121,7 +121,9 @@ def check_prediction_configs() -> CheckResult:
         subject = entry.scope_template.get("subject")
         if subject is not None and subject not in settings.FEED_SUBJECTS:
             return CheckResult(
-                name, False, f"{path}: {entry.scope_key} asks for subject {subject!r}, not in FEED_SUBJECTS {settings.FEED_SUBJECTS}"
+                name,
+                False,
+                f"{path}: {entry.scope_key} asks for subject {subject!r}, not in FEED_SUBJECTS {settings.FEED_SUBJECTS}",
             )
     active = sum(entry.active for entry in entries)
     return CheckResult(name, True, f"{path}: {len(entries)} schedules ({active} active): {', '.join(keys)}")
@@ -155,9 +157,7 @@ def check_feed() -> CheckResult:
         return CheckResult(name, False, "FEED_SUBJECTS is empty")
     if source == "csv" and not Path(settings.FEED_CSV_PATH or "").is_file():
         return CheckResult(name, False, f"FEED_SOURCE=csv but FEED_CSV_PATH={settings.FEED_CSV_PATH!r} is not a file")
-    return CheckResult(
-        name, True, f"{source} {','.join(subjects)} {settings.FEED_KIND} {settings.FEED_GRANULARITY}"
-    )
+    return CheckResult(name, True, f"{source} {','.join(subjects)} {settings.FEED_KIND} {settings.FEED_GRANULARITY}")
 
 
 def check_database() -> CheckResult:
@@ -177,7 +177,9 @@ def check_database() -> CheckResult:
         connection.close()
         return CheckResult(name, False, f"{vendor} unreachable: {_error(exc)}")
     if pending:
-        return CheckResult(name, False, f"{vendor} reachable but {len(pending)} migrations unapplied (run manage.py migrate)")
+        return CheckResult(
+            name, False, f"{vendor} reachable but {len(pending)} migrations unapplied (run manage.py migrate)"
+        )
     return CheckResult(name, True, f"{vendor} reachable, migrations applied")
 
 
@@ -196,7 +198,9 @@ def check_models_directory() -> CheckResult:
     folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     folders = [folder for folder in folders if (folder / "main.py").is_file()]
     if not folders:
-        return CheckResult(name, False, f"MODELS_DIR={directory}: no model folders (one sub-folder per model with main.py)")
+        return CheckResult(
+            name, False, f"MODELS_DIR={directory}: no model folders (one sub-folder per model with main.py)"
+        )
     loaded = []
     for folder in folders:
         try:

@@ -122,7 +122,9 @@ def init_workspace(
 
     files = render_workspace(names=names, pack=chosen_pack, config=config, workspace=workspace)
     _write(workspace=workspace, names=names, files=files, force=force)
-    _append_process_log(workspace, names=names, pack=chosen_pack, spec_path=spec_path, files=files, forced=bool(existing))
+    _append_process_log(
+        workspace, names=names, pack=chosen_pack, spec_path=spec_path, files=files, forced=bool(existing)
+    )
     env_text = files[f"{names.node_dir}/.env"]
     return GeneratedWorkspace(
         workspace=workspace,
@@ -205,7 +207,11 @@ def _context(*, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, work
     for slot in SLOT_PARAMETERS:
         path = paths[slot]
         origin = config.callables[slot]
-        note = "node default" if origin == DEFAULT_CALLABLE else ("challenge package" if origin.startswith(CHALLENGE_PREFIX) else "custom")
+        note = (
+            "node default"
+            if origin == DEFAULT_CALLABLE
+            else ("challenge package" if origin.startswith(CHALLENGE_PREFIX) else "custom")
+        )
         if path is None:
             env_callables.append(f"# {slot}: the node has no default yet; the contract's value applies")
             env_callables.append(f"{slot}=")

@@ -92,9 +92,7 @@ class WorkspaceConfig(BaseModel):
             path = value.removeprefix(CHALLENGE_PREFIX) if value.startswith(CHALLENGE_PREFIX) else value
             module, _, attr = path.partition(":")
             if not module or not attr:
-                raise ValueError(
-                    f"{slot}={value!r}: expected 'default', 'challenge:<module>:<attr>' or 'module:attr'"
-                )
+                raise ValueError(f"{slot}={value!r}: expected 'default', 'challenge:<module>:<attr>' or 'module:attr'")
         return callables
 
     @field_validator("model_call_timeout_seconds")
@@ -190,7 +188,9 @@ def resolve_config(*, pack: str | None, spec_path: str | Path | None) -> tuple[P
     try:
         return chosen, WorkspaceConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ScaffoldError(f"spec file {spec_path} merged over pack {chosen.name!r} is invalid:\n{_format_errors(exc)}") from exc
+        raise ScaffoldError(
+            f"spec file {spec_path} merged over pack {chosen.name!r} is invalid:\n{_format_errors(exc)}"
+        ) from exc
 
 
 def _read_json(path: Path, *, what: str) -> Any:
@@ -201,7 +201,9 @@ def _read_json(path: Path, *, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScaffoldError(f"{what} {path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        raise ScaffoldError(
+            f"{what} {path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
 
 
 def _format_errors(exc: ValidationError) -> str:

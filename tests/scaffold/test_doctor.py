@@ -29,7 +29,8 @@ def run_doctor(env: dict[str, str], *args: str, **changes: str) -> tuple[str | N
 
 def assert_only_failure(env, check: str, detail: str, **changes):
     failure, lines = run_doctor(env, **changes)
-    assert failure is not None and check in failure, failure
+    assert failure is not None
+    assert check in failure, failure
     assert lines[check].startswith("FAIL"), lines[check]
     assert detail in lines[check], lines[check]
     assert [name for name, line in lines.items() if line.startswith("FAIL")] == [check]
@@ -66,21 +67,25 @@ def test_doctor_passes_in_a_subprocess_configured_only_by_the_generated_env(work
 
 
 def test_doctor_catches_a_contract_that_does_not_import(workspace):
-    failure, lines = run_doctor(workspace.env, CRUNCH_CONTRACT="crunch_node_btc_demo.contract:NOPE")
+    _failure, lines = run_doctor(workspace.env, CRUNCH_CONTRACT="crunch_node_btc_demo.contract:NOPE")
     assert lines["contract"].startswith("FAIL")
     assert "has no attribute 'NOPE'" in lines["contract"]
 
 
 def test_doctor_catches_a_callable_that_does_not_import(workspace):
     assert_only_failure(
-        workspace.env, "callable SCORING_FUNCTION", "has no attribute 'missing'",
+        workspace.env,
+        "callable SCORING_FUNCTION",
+        "has no attribute 'missing'",
         SCORING_FUNCTION="crunch_btc_demo.scoring:missing",
     )
 
 
 def test_doctor_catches_a_callable_with_the_wrong_signature(workspace):
     assert_only_failure(
-        workspace.env, "callable SCORING_FUNCTION", "cannot be called as (prediction, ground_truth)",
+        workspace.env,
+        "callable SCORING_FUNCTION",
+        "cannot be called as (prediction, ground_truth)",
         SCORING_FUNCTION="tests.foundation.callable_targets:scoring_with_one_parameter",
     )
 
@@ -92,10 +97,15 @@ def test_doctor_catches_a_callable_with_the_wrong_signature(workspace):
         ("{}", "expected a non-empty JSON list"),
         ('[{"scope_key": "a", "interval_seconds": 60, "horizon_seconds": 60, "every": 5}]', "every: unknown key"),
         ('[{"scope_key": "a", "interval_seconds": 0, "horizon_seconds": 60}]', "interval_seconds"),
-        ('[{"scope_key": "a", "interval_seconds": 60, "horizon_seconds": 60},'
-         ' {"scope_key": "a", "interval_seconds": 30, "horizon_seconds": 60}]', "duplicate scope_keys ['a']"),
-        ('[{"scope_key": "a", "scope_template": {"subject": "DOGE"}, "interval_seconds": 60, "horizon_seconds": 60}]',
-         "subject 'DOGE', not in FEED_SUBJECTS"),
+        (
+            '[{"scope_key": "a", "interval_seconds": 60, "horizon_seconds": 60},'
+            ' {"scope_key": "a", "interval_seconds": 30, "horizon_seconds": 60}]',
+            "duplicate scope_keys ['a']",
+        ),
+        (
+            '[{"scope_key": "a", "scope_template": {"subject": "DOGE"}, "interval_seconds": 60, "horizon_seconds": 60}]',
+            "subject 'DOGE', not in FEED_SUBJECTS",
+        ),
     ],
 )
 def test_doctor_catches_malformed_prediction_configs(workspace, tmp_path, content, detail):
@@ -125,7 +135,8 @@ def test_doctor_catches_an_unreachable_database(workspace, manage_py):
 
     assert result.returncode != 0
     database = next(line for line in result.stdout.splitlines() if " database " in line)
-    assert database.startswith("FAIL") and "unreachable" in database
+    assert database.startswith("FAIL")
+    assert "unreachable" in database
     assert "1 of 16 checks failed: database" in result.stderr
 
 
@@ -137,16 +148,21 @@ def test_doctor_catches_a_model_that_fails_to_load(workspace, tmp_path):
     models = tmp_path / "models"
     (models / "broken").mkdir(parents=True)
     (models / "broken" / "main.py").write_text("raise RuntimeError('no weights found')\n")
-    assert_only_failure(workspace.env, "models directory", "model 'broken': RuntimeError: no weights found",
-                        MODELS_DIR=str(models))
+    assert_only_failure(
+        workspace.env, "models directory", "model 'broken': RuntimeError: no weights found", MODELS_DIR=str(models)
+    )
 
 
 def test_doctor_catches_a_model_without_a_subclass_of_the_base_class(workspace, tmp_path):
     models = tmp_path / "models"
     (models / "plain").mkdir(parents=True)
     (models / "plain" / "main.py").write_text("class Model:\n    pass\n")
-    assert_only_failure(workspace.env, "models directory", "defines no subclass of crunch_btc_demo.model.ModelBaseClass",
-                        MODELS_DIR=str(models))
+    assert_only_failure(
+        workspace.env,
+        "models directory",
+        "defines no subclass of crunch_btc_demo.model.ModelBaseClass",
+        MODELS_DIR=str(models),
+    )
 
 
 def test_doctor_catches_an_empty_models_directory(workspace, tmp_path):
@@ -169,4 +185,5 @@ def test_doctor_reports_a_malformed_spec_file(tmp_path):
     failure, lines = run_doctor({}, "--spec", str(spec))
 
     assert failure is not None
-    assert lines["spec"].startswith("FAIL") and "feed.speed: unknown key" in lines["spec"]
+    assert lines["spec"].startswith("FAIL")
+    assert "feed.speed: unknown key" in lines["spec"]

@@ -30,8 +30,15 @@ def test_each_pack_generates_a_workspace_whose_challenge_tests_pass(tmp_path, pa
         "tests/test_validation.py",
     ):
         assert (challenge / relative).is_file(), relative
-    for relative in (".env", "scheduled_prediction_configs.json", "crunch_node_btc_demo/contract.py",
-                     "docker-compose.override.yml", "README.md", "RUNBOOK.md", "SKILL.md"):
+    for relative in (
+        ".env",
+        "scheduled_prediction_configs.json",
+        "crunch_node_btc_demo/contract.py",
+        "docker-compose.override.yml",
+        "README.md",
+        "RUNBOOK.md",
+        "SKILL.md",
+    ):
         assert (node / relative).is_file(), relative
     assert (result.workspace / "SKILL.md").is_file()
 
@@ -65,7 +72,9 @@ def test_process_log_has_one_line_per_generated_file_with_its_hash(tmp_path):
     for line in lines:
         content = (result.workspace / line["path"]).read_bytes()
         assert line["sha256"] == hashlib.sha256(content).hexdigest()
-        assert line["slug"] == "btc-demo" and line["pack"] == "baseline" and line["replaced"] is False
+        assert line["slug"] == "btc-demo"
+        assert line["pack"] == "baseline"
+        assert line["replaced"] is False
 
 
 def test_a_spec_merges_over_the_pack(tmp_path):
@@ -141,9 +150,25 @@ def test_a_missing_spec_file_is_refused(tmp_path):
         ({"spec_version": "1", "colour": "blue"}, r"unknown keys \['colour'\]"),
         ({"spec_version": "1", "feed": {"sauce": "pyth"}}, r"feed.sauce: unknown key"),
         ({"spec_version": "1", "callables": {"MAGIC": "a:b"}}, "unknown callable slots"),
-        ({"spec_version": "1", "callables": {"SCORING_FUNCTION": "challenge:scoring:nope"}}, "defines no 'scoring:nope'"),
-        ({"spec_version": "1", "schedule": [{"scope_key": "a", "subject": "BTC", "interval_seconds": 0,
-                                             "horizon_seconds": 60, "step_seconds": 60}]}, "interval_seconds"),
+        (
+            {"spec_version": "1", "callables": {"SCORING_FUNCTION": "challenge:scoring:nope"}},
+            "defines no 'scoring:nope'",
+        ),
+        (
+            {
+                "spec_version": "1",
+                "schedule": [
+                    {
+                        "scope_key": "a",
+                        "subject": "BTC",
+                        "interval_seconds": 0,
+                        "horizon_seconds": 60,
+                        "step_seconds": 60,
+                    }
+                ],
+            },
+            "interval_seconds",
+        ),
         ({"spec_version": "2"}, "unsupported spec_version '2'"),
         ({"name": "x"}, "missing 'spec_version'"),
         (["spec_version", "1"], "expected a JSON object"),
@@ -165,7 +190,7 @@ def test_an_existing_folder_is_refused_and_left_untouched(tmp_path):
     (out / "crunch-node-btc-demo").mkdir(parents=True)
     (out / "crunch-node-btc-demo" / "mine.txt").write_text("keep")
 
-    with pytest.raises(CommandError, match="refusing to overwrite .*crunch-node-btc-demo.*--force"):
+    with pytest.raises(CommandError, match=r"refusing to overwrite .*crunch-node-btc-demo.*--force"):
         call_command("init_workspace", "btc-demo", "--output", str(out))
     assert sorted(p.name for p in out.iterdir()) == ["crunch-node-btc-demo"]
     assert [p.name for p in (out / "crunch-node-btc-demo").iterdir()] == ["mine.txt"]

@@ -13,7 +13,8 @@ Money rules shared by every builder here:
 - an item without `cruncher_index` is never paid (it cannot be paid by list position: that
   would pay whoever happens to hold that index). Its share is withheld and shared equally among
   the paid items, like the tier shortfall; if no item can be paid the list is empty;
-- one `cruncher_rewards` item per cruncher index (a cruncher with two paid models gets the sum).
+- one `cruncher_rewards` item per cruncher index with a non-zero reward (a cruncher with two
+  paid models gets the sum), in ranking order.
 """
 
 from collections.abc import Sequence
@@ -123,7 +124,9 @@ def emission_from_weights(
             by_index[item["cruncher_index"]] = by_index.get(item["cruncher_index"], 0) + amount
     return {
         "crunch": crunch_pubkey or "",
-        "cruncher_rewards": [{"cruncher_index": index, "reward_pct": pct} for index, pct in by_index.items()],
+        "cruncher_rewards": [
+            {"cruncher_index": index, "reward_pct": pct} for index, pct in by_index.items() if pct > 0
+        ],
         "compute_provider_rewards": provider_rewards(compute_provider),
         "data_provider_rewards": provider_rewards(data_provider),
         "model_rewards": [

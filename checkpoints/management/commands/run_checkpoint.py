@@ -13,8 +13,10 @@ class Command(WorkerCommand):
     def run_unit(self, *, batch: int) -> UnitResult:
         checkpoint, reason = create_due_checkpoint()
         if checkpoint is None:
+            if reason == "built elsewhere":  # another process won this period: look at the next one now
+                return UnitResult(found=True, counts={"lost_races": 1})
             self.log.debug("no checkpoint built: %s", reason)
-            return UnitResult(found=reason == "built elsewhere")
+            return UnitResult(found=False)
         self.log.info(
             "checkpoint %s built for [%s, %s): %s models ranked, root %s (%s)",
             checkpoint.pk,

@@ -2,7 +2,6 @@
 
 import signal
 import subprocess
-import time
 from datetime import timedelta
 
 import pytest
@@ -14,17 +13,9 @@ from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
 from tests.checkpoints.helpers import add_snapshot, indexed_models
 from tests.factories import make_input
+from tests.foundation.test_worker_loop import wait_for
 
 WEEK = timedelta(days=7)
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def three_ended_weeks():

@@ -54,10 +54,10 @@ def test_two_processes_at_once_build_one_checkpoint_per_period(manage_py, worker
     starts = three_ended_weeks()
     workers = [start_worker(manage_py, worker_env) for _ in range(2)]
     try:
-        assert wait_for(lambda: Checkpoint.objects.count() >= 3), "checkpoints were not built"
+        assert wait_for(lambda: Checkpoint.objects.count() >= 3, timeout=60), "checkpoints were not built"
         # let both keep polling well past the catch-up: nothing more may appear
         target = {w.pid: idle_units(w) + 10 for w in workers}
-        assert wait_for(lambda: all(idle_units(w) >= target[w.pid] for w in workers)), "workers stalled"
+        assert wait_for(lambda: all(idle_units(w) >= target[w.pid] for w in workers), timeout=60), "workers stalled"
         for w in workers:
             w.send_signal(signal.SIGTERM)
         for w in workers:

@@ -111,3 +111,11 @@ def test_worker_health_looks_at_the_newest_beat_only():
     make_heartbeat(name="run_feed", host=host, last_beat_at=NOW)
     call_command("worker_health", "run_feed", "--max-age", "30")
     assert timezone.now() == NOW
+
+
+@time_machine.travel(NOW, tick=False)
+def test_worker_health_resolves_a_worker_command_to_its_heartbeat_name(capsys):
+    # run_test_worker beats as "test_worker": compose names the command, not the heartbeat.
+    make_heartbeat(name="test_worker", host=socket.gethostname(), last_beat_at=NOW - timedelta(seconds=2))
+    call_command("worker_health", "run_test_worker", "--max-age", "30")
+    assert "test_worker (pid" in capsys.readouterr().out

@@ -1,27 +1,42 @@
 """`manage.py worker_health <name> --max-age S`: exit 0 if that worker is alive (for healthchecks).
 
-Alive = the newest heartbeat of `name` on this host (a container's own worker; `--any-host` to
+`name` is a worker command (`run_feed`, resolved to the name its heartbeat carries) or a heartbeat
+name as such. Alive = the newest heartbeat of that name on this host (a container's own worker; `--any-host` to
 look across hosts) is not marked stopped and beat within `--max-age` seconds.
 """
 
 import socket
 from datetime import timedelta
 
+from django.core.management import get_commands, load_command_class
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+
+from coordinator_site.worker import WorkerCommand
+
+
+def heartbeat_name(name: str) -> str:
+    """The heartbeat name of worker command `name` (its `worker_name`), else `name` itself."""
+    app = get_commands().get(name)
+    if app is not None:
+        command = load_command_class(app, name)
+        if isinstance(command, WorkerCommand) and command.worker_name:
+            return command.worker_name
+    return name
 
 
 class Command(BaseCommand):
     help = "Exit 0 when the named worker's heartbeat is recent, 1 (with the reason) otherwise."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("name", help="Worker name as in its heartbeat (e.g. run_feed).")
+        parser.add_argument("name", help="Worker command (e.g. run_feed) or heartbeat name.")
         parser.add_argument("--max-age", type=float, default=60.0, help="Oldest acceptable heartbeat (s).")
         parser.add_argument("--any-host", action="store_true", help="Accept a heartbeat from any host.")
 
     def handle(self, *args, name: str, max_age: float, any_host: bool, **options) -> None:
         from coordinator_site.models import WorkerHeartbeat
 
+        name = heartbeat_name(name)
         rows = WorkerHeartbeat.objects.filter(name=name)
         where = "any host" if any_host else f"host {socket.gethostname()}"
         if not any_host:

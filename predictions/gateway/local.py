@@ -91,7 +91,8 @@ def _load_module_from_dirs(module_name: str, search_dirs: list[Path]):
                         raise
                     return module
     raise ModelLoadError(
-        "INVALID_ARGUMENT", f"cannot import base class module {module_name!r} (searched {[str(d) for d in search_dirs]})"
+        "INVALID_ARGUMENT",
+        f"cannot import base class module {module_name!r} (searched {[str(d) for d in search_dirs]})",
     )
 
 
@@ -128,7 +129,9 @@ def read_identity(folder: Path, deployment_hash: str) -> ModelIdentity:
             raise ModelLoadError("SETUP_FAILED", f"{manifest}: expected a JSON object")
         unknown = set(meta) - IDENTITY_KEYS
         if unknown:
-            raise ModelLoadError("SETUP_FAILED", f"{manifest}: unknown keys {sorted(unknown)}; known: {sorted(IDENTITY_KEYS)}")
+            raise ModelLoadError(
+                "SETUP_FAILED", f"{manifest}: unknown keys {sorted(unknown)}; known: {sorted(IDENTITY_KEYS)}"
+            )
     model_id = str(meta.get("model_id") or folder.name)
     return ModelIdentity(
         model_id=model_id,
@@ -156,7 +159,9 @@ def load_model_instance(folder: Path, base_class: type, namespace: str, instance
                     return value(*instance_args, **(instance_kwargs or {}))
                 except Exception as exc:
                     raise ModelLoadError("SETUP_FAILED", f"{value.__name__}(): {type(exc).__name__}: {exc}") from exc
-    raise ModelLoadError(BAD_IMPLEMENTATION, f"no subclass of {base_class.__module__}.{base_class.__qualname__} in {folder}")
+    raise ModelLoadError(
+        BAD_IMPLEMENTATION, f"no subclass of {base_class.__module__}.{base_class.__qualname__} in {folder}"
+    )
 
 
 def _import_folder(folder: Path, namespace: str, skip: set[str]) -> list:
@@ -314,7 +319,9 @@ class LocalModelGateway:
         started = time.perf_counter()
         for model in models:
             if model.busy.is_set():
-                results[model.identity.model_id] = ModelCallResult(model.identity, CallStatus.TIMEOUT, detail=SERVER_BUSY)
+                results[model.identity.model_id] = ModelCallResult(
+                    model.identity, CallStatus.TIMEOUT, detail=SERVER_BUSY
+                )
                 continue
             func = getattr(model.instance, method, None)
             if not callable(func):

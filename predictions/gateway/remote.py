@@ -129,7 +129,9 @@ class RemoteModelGateway:
                 raise
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("model-runner-client init failed (%s); retrying in %.0fs", self.last_error, INIT_RETRY_SECONDS)
+                log.warning(
+                    "model-runner-client init failed (%s); retrying in %.0fs", self.last_error, INIT_RETRY_SECONDS
+                )
                 await asyncio.sleep(INIT_RETRY_SECONDS)
         self.last_error = None
         self._ready.set()

@@ -175,6 +175,8 @@ class RemoteModelGateway:
         cluster.ws_client.listening = False
         if cluster.ws_client.websocket is not None:
             await cluster.ws_client.websocket.close()
+            # The client's __del__ registers an atexit disconnect that would log to closed streams.
+            cluster.ws_client.websocket = None
 
     # --- calls -----------------------------------------------------------------------------
 

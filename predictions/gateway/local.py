@@ -25,11 +25,10 @@ import json
 import logging
 import os
 import pkgutil
+import queue
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,7 +229,7 @@ class LocalModelGateway:
         self.models: dict[str, LoadedModel] = {}  # by folder name
         # folder name -> (code signature, why it did not join); retried when the code changes
         self.load_errors: dict[str, tuple[tuple, str]] = {}
-        self._executor: ThreadPoolExecutor | None = None
+        self._pool = _CallPool()
         self._last_scan = float("-inf")
         self._base_class: type | None = None
         self._started = False
@@ -246,10 +245,8 @@ class LocalModelGateway:
         return self._started
 
     def close(self) -> None:
-        if self._executor is not None:
-            # Threads of models still running past their timeout are not waited for.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        # Threads of models still running past their timeout are daemons and are not waited for.
+        self._pool.close()
 
     def connected_models(self) -> list[ModelIdentity]:
         return [m.identity for m in self.models.values()]
@@ -309,43 +306,34 @@ class LocalModelGateway:
         args = wire_roundtrip(list(args))
         kwargs = wire_roundtrip(dict(kwargs or {}))
         models = list(self.models.values())
-        if self._executor is None or self._executor._max_workers < len(models) + 4:
-            old = self._executor
-            self._executor = ThreadPoolExecutor(max_workers=len(models) + 4, thread_name_prefix="local-model")
-            if old is not None:
-                old.shutdown(wait=False)
-        results: dict[str, ModelCallResult] = {}
-        running: dict[Future, LoadedModel] = {}
-        started = time.perf_counter()
-        for model in models:
+        results: list[ModelCallResult | None] = [None] * len(models)
+        tasks = []
+        for index, model in enumerate(models):
             if model.busy.is_set():
-                results[model.identity.model_id] = ModelCallResult(
-                    model.identity, CallStatus.TIMEOUT, detail=SERVER_BUSY
-                )
+                results[index] = ModelCallResult(model.identity, CallStatus.TIMEOUT, detail=SERVER_BUSY)
                 continue
             func = getattr(model.instance, method, None)
             if not callable(func):
-                results[model.identity.model_id] = ModelCallResult(
-                    model.identity, CallStatus.FAILED, detail=BAD_IMPLEMENTATION
-                )
+                results[index] = ModelCallResult(model.identity, CallStatus.FAILED, detail=BAD_IMPLEMENTATION)
                 continue
-            call_kwargs = self._accepted_kwargs(model, method, func, len(args), kwargs)
-            model.busy.set()
-            future = self._executor.submit(_timed_call, func, args, call_kwargs)
-            future.add_done_callback(lambda _f, m=model: m.busy.clear())
-            running[future] = model
-        done, not_done = wait_futures(running, timeout=self.timeout)
-        for future in not_done:
-            model = running[future]
-            elapsed_us = int((time.perf_counter() - started) * 1_000_000)
-            results[model.identity.model_id] = ModelCallResult(
-                model.identity, CallStatus.TIMEOUT, exec_time_us=elapsed_us, detail=DEADLINE_EXCEEDED
-            )
-        for future in done:
-            model = running[future]
-            status, output, exec_time_us, detail = future.result()
-            results[model.identity.model_id] = ModelCallResult(model.identity, status, output, exec_time_us, detail)
-        return [results[m.identity.model_id] for m in models]
+            tasks.append((index, model, func, self._accepted_kwargs(model, method, func, len(args), kwargs)))
+        started = time.perf_counter()
+        batch = self._pool.dispatch(tasks, args)
+        batch.done.wait(self.timeout)
+        with batch.lock:
+            batch.abandoned = True
+            outcomes = dict(batch.outcomes)
+        for index, model, _func, _kwargs in tasks:
+            outcome = outcomes.get(index)
+            if outcome is None:
+                elapsed_us = int((time.perf_counter() - started) * 1_000_000)
+                results[index] = ModelCallResult(
+                    model.identity, CallStatus.TIMEOUT, exec_time_us=elapsed_us, detail=DEADLINE_EXCEEDED
+                )
+            else:
+                status, output, exec_time_us, detail = outcome
+                results[index] = ModelCallResult(model.identity, status, output, exec_time_us, detail)
+        return results
 
     @staticmethod
     def _accepted_kwargs(model: LoadedModel, method: str, func, n_args: int, kwargs: dict) -> dict:
@@ -366,6 +354,79 @@ class LocalModelGateway:
             if i >= n_args and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         }
         return {k: v for k, v in kwargs.items() if k in names}
+
+
+class _Batch:
+    """The outcomes of one fan-out; late outcomes after the caller gave up are dropped."""
+
+    def __init__(self, size: int) -> None:
+        self.remaining = size
+        self.outcomes: dict[int, tuple] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.abandoned = False
+        if size == 0:
+            self.done.set()
+
+    def finish(self, index: int, outcome: tuple) -> None:
+        with self.lock:
+            if not self.abandoned:
+                self.outcomes[index] = outcome
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.set()
+
+
+class _CallPool:
+    """Long-lived daemon threads taking model calls from one queue.
+
+    Cheaper per call than a ThreadPoolExecutor (no Future per call, no per-future waiters),
+    which matters with hundreds of models per cycle. Threads stuck in a model that overran
+    its timeout do not count as capacity: before each fan-out the pool grows so that at least
+    `min(len(tasks), PARALLELISM)` threads are free.
+    """
+
+    PARALLELISM = 16
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = 0
+        self.in_call = 0  # threads currently running a model call
+        self.lock = threading.Lock()
+
+    def dispatch(self, tasks: list, args: list) -> _Batch:
+        batch = _Batch(len(tasks))
+        with self.lock:
+            wanted = self.in_call + min(len(tasks), self.PARALLELISM)
+            for _ in range(max(0, wanted - self.threads)):
+                threading.Thread(target=self._work, name="local-model", daemon=True).start()
+                self.threads += 1
+        for index, model, func, kwargs in tasks:
+            model.busy.set()
+            self.queue.put((batch, index, model, func, args, kwargs))
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            task = self.queue.get()
+            if task is None:
+                return
+            batch, index, model, func, args, kwargs = task
+            with self.lock:
+                self.in_call += 1
+            try:
+                outcome = _timed_call(func, args, kwargs)
+            finally:
+                with self.lock:
+                    self.in_call -= 1
+                model.busy.clear()
+            batch.finish(index, outcome)
+
+    def close(self) -> None:
+        with self.lock:
+            for _ in range(self.threads):
+                self.queue.put(None)
+            self.threads = 0
 
 
 def _timed_call(func, args, kwargs) -> tuple[CallStatus, Any, int, str | None]:

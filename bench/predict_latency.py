@@ -76,13 +76,22 @@ def run_size(n_models: int, cycles: int) -> dict:
     base = datetime(2030, 1, 1, tzinfo=UTC)
     window = settings.FEED_WINDOW_SIZE
     FeedRecord.objects.bulk_create(
-        FeedRecord(**DIMS, ts_event=base - timedelta(seconds=window - i), values={"price": 100.0 + i}) for i in range(window)
+        FeedRecord(**DIMS, ts_event=base - timedelta(seconds=window - i), values={"price": 100.0 + i})
+        for i in range(window)
     )
     config = PredictionConfig.objects.create(
-        scope_key=f"bench-{n_models}", scope_template=dict(DIMS), interval_seconds=1, horizon_seconds=60, next_run_at=base
+        scope_key=f"bench-{n_models}",
+        scope_template=dict(DIMS),
+        interval_seconds=1,
+        horizon_seconds=60,
+        next_run_at=base + timedelta(seconds=1),
     )
     shadow = PredictionConfig.objects.create(
-        scope_key=f"bench-{n_models}-plain", scope_template=dict(DIMS), interval_seconds=1, horizon_seconds=60, active=False
+        scope_key=f"bench-{n_models}-plain",
+        scope_template=dict(DIMS),
+        interval_seconds=1,
+        horizon_seconds=60,
+        active=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n_models):
@@ -108,11 +117,14 @@ def run_size(n_models: int, cycles: int) -> dict:
             started = time.perf_counter()
             report = run_predict_cycle(gateway=gateway, worker_id="bench", now=now)
             elapsed = (time.perf_counter() - started) * 1000
-            assert report is not None and report.input_id, report
+            if report is None or not report.input_id:
+                raise SystemExit(f"cycle {k} wrote nothing: {report}")
             if model_pks is None:
                 model_pks = list(Prediction.objects.filter(input_id=report.input_id).values_list("model_id", flat=True))
             # The same rows, written plainly: one Input-less bulk insert in its own transaction.
-            shadow_input = Input.objects.create(config=shadow, scheduled_for=now, resolvable_at=now + timedelta(seconds=60))
+            shadow_input = Input.objects.create(
+                config=shadow, scheduled_for=now, resolvable_at=now + timedelta(seconds=60)
+            )
             rows = [
                 Prediction(
                     input=shadow_input,
@@ -154,7 +166,11 @@ def main() -> None:
 
     logging.getLogger("predictions").setLevel(logging.WARNING)
     # Only the bench config may be due while measuring; other configs are paused and restored.
-    paused = list(PredictionConfig.objects.filter(active=True).exclude(scope_key__startswith="bench-").values_list("pk", flat=True))
+    paused = list(
+        PredictionConfig.objects.filter(active=True)
+        .exclude(scope_key__startswith="bench-")
+        .values_list("pk", flat=True)
+    )
     PredictionConfig.objects.filter(pk__in=paused).update(active=False)
     try:
         report(options)
@@ -163,7 +179,9 @@ def main() -> None:
 
 
 def report(options) -> None:
-    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}; window {settings.FEED_WINDOW_SIZE} records")
+    print(
+        f"database: {connection.vendor} {connection.settings_dict['NAME']}; window {settings.FEED_WINDOW_SIZE} records"
+    )
     print(f"cycles per size: {options.cycles} (+{WARMUP} warm-up, excluded)")
     header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} | {'input':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
     print(header)
@@ -176,7 +194,9 @@ def report(options) -> None:
             f"{med['input_build']:>6.2f} {med['model_calls']:>6.2f} {med['validation']:>6.2f} {med['persistence']:>7.2f} | "
             f"{plain50:>9.2f} {pct(result['plain'], 99):>9.2f} {med['persistence'] / plain50:>13.2f}"
         )
-    print("breakdown columns are medians in ms; persistence = identities + Input + bulk insert + schedule, one transaction")
+    print(
+        "breakdown columns are medians in ms; persistence = identities + Input + bulk insert + schedule, one transaction"
+    )
 
 
 if __name__ == "__main__":

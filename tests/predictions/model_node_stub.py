@@ -36,7 +36,9 @@ class ModelNodeServicer(dynamic_subclass_pb2_grpc.DynamicSubclassServiceServicer
         method = getattr(self.model, request.methodName, None)
         if method is None:
             return dynamic_subclass_pb2.CallResponse(status=Status(code="BAD_IMPLEMENTATION", message="no such method"))
-        args = [decode_data(a.data.value, a.data.type) for a in sorted(request.methodArguments, key=lambda a: a.position)]
+        args = [
+            decode_data(a.data.value, a.data.type) for a in sorted(request.methodArguments, key=lambda a: a.position)
+        ]
         kwargs = {k.keyword: decode_data(k.data.value, k.data.type) for k in request.methodKwArguments}
         self.busy = True
         try:

@@ -21,7 +21,10 @@ ONE = {"scope_key": "BTC-1m", "scope_template": {"subject": "BTC"}, "interval_se
         ("{not json", "invalid JSON"),
         (json.dumps(ONE), "expected a JSON array"),
         (json.dumps([{**ONE, "intervall": 5}]), "[0] intervall: Extra inputs are not permitted"),
-        (json.dumps([{**ONE, "interval_seconds": 0}]), "[0] interval_seconds: Input should be greater than or equal to 1"),
+        (
+            json.dumps([{**ONE, "interval_seconds": 0}]),
+            "[0] interval_seconds: Input should be greater than or equal to 1",
+        ),
         (json.dumps([{**ONE, "interval_seconds": "60"}]), "[0] interval_seconds: Input should be a valid integer"),
         (json.dumps([{k: v for k, v in ONE.items() if k != "horizon_seconds"}]), "[0] horizon_seconds: Field required"),
         (json.dumps([ONE, ONE]), "duplicate scope_key 'BTC-1m'"),
@@ -88,7 +91,9 @@ def test_migrate_loads_the_configs_file_outside_the_test_suite(tmp_path, manage_
     configs = tmp_path / "configs.json"
     configs.write_text(json.dumps([ONE]))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_VERSION", "DATABASE_URL")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PREDICTION_CONFIGS_PATH=str(configs), SECRET_KEY="x")
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PREDICTION_CONFIGS_PATH=str(configs), SECRET_KEY="x"
+    )
     done = subprocess.run([*manage_py, "migrate", "-v1"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Prediction configs from" in done.stdout

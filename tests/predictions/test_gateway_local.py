@@ -12,7 +12,9 @@ def by_id(results):
 
 
 def test_success_carries_identity_output_and_integer_exec_time(tmp_path):
-    write_model(tmp_path, "good", manifest={"model_id": "42", "name": "Good one", "cruncher_id": "w1", "cruncher_name": "Ann"})
+    write_model(
+        tmp_path, "good", manifest={"model_id": "42", "name": "Good one", "cruncher_id": "w1", "cruncher_name": "Ann"}
+    )
     gateway = make_gateway(tmp_path)
     [result] = gateway.call("predict", ["BTC", 300, 60])
     assert result.status == CallStatus.SUCCESS
@@ -20,7 +22,12 @@ def test_success_carries_identity_output_and_integer_exec_time(tmp_path):
     assert isinstance(result.exec_time_us, int)
     assert result.exec_time_us >= 0
     identity = result.identity
-    assert (identity.model_id, identity.name, identity.cruncher_id, identity.cruncher_name) == ("42", "Good one", "w1", "Ann")
+    assert (identity.model_id, identity.name, identity.cruncher_id, identity.cruncher_name) == (
+        "42",
+        "Good one",
+        "w1",
+        "Ann",
+    )
     assert identity.deployment_id.startswith("42_")
 
 
@@ -93,7 +100,11 @@ def test_two_models_with_the_same_module_names_keep_their_own_code(tmp_path):
 
 
 def test_keyword_arguments_the_method_does_not_accept_are_dropped(tmp_path):
-    write_model(tmp_path, "kw", "class Kw(ModelBaseClass):\n    def predict(self, subject, extra=0):\n        return {'p_up': extra}\n")
+    write_model(
+        tmp_path,
+        "kw",
+        "class Kw(ModelBaseClass):\n    def predict(self, subject, extra=0):\n        return {'p_up': extra}\n",
+    )
     [result] = make_gateway(tmp_path).call("predict", ["BTC"], {"extra": 0.25, "unknown": 1})
     assert result.output == {"p_up": 0.25}
 

@@ -46,8 +46,22 @@ def harness():
 @pytest.fixture
 def gateway(harness):
     for model_id, model in (("1", Good()), ("2", Raising()), ("3", Sleeping())):
-        harness.add_model(model_id, model, name=f"model-{model_id}", cruncher_id=f"wallet-{model_id}", cruncher_name=f"Cruncher {model_id}", deployment_id=f"{model_id}_20261102_000000_000")
-    g = RemoteModelGateway(crunch_id=CRUNCH_ID, host="127.0.0.1", port=harness.ws_port, base_classname="cruncher.ModelBaseClass", timeout=0.3, report_failure=False)
+        harness.add_model(
+            model_id,
+            model,
+            name=f"model-{model_id}",
+            cruncher_id=f"wallet-{model_id}",
+            cruncher_name=f"Cruncher {model_id}",
+            deployment_id=f"{model_id}_20261102_000000_000",
+        )
+    g = RemoteModelGateway(
+        crunch_id=CRUNCH_ID,
+        host="127.0.0.1",
+        port=harness.ws_port,
+        base_classname="cruncher.ModelBaseClass",
+        timeout=0.3,
+        report_failure=False,
+    )
     started = time.monotonic()
     g.start()
     assert time.monotonic() - started < 1.0  # start() never waits for init
@@ -80,7 +94,9 @@ def test_success_failure_and_timeout_come_back_as_distinct_results(gateway):
 
 
 def test_models_join_and_leave_through_orchestrator_updates(harness, gateway):
-    joined = harness.add_model("4", Good(), name="late", cruncher_id="wallet-4", cruncher_name="Dee", deployment_id="4_a")
+    joined = harness.add_model(
+        "4", Good(), name="late", cruncher_id="wallet-4", cruncher_name="Dee", deployment_id="4_a"
+    )
     harness.push(joined)
     assert wait_until(lambda: "4" in {m.model_id for m in gateway.connected_models()}, timeout=10)
     gateway.call("tick", [{"symbol": "BTC", "records": []}])

@@ -10,7 +10,7 @@ from django.test import override_settings
 from feeds.dims import FeedDims
 from feeds.selectors import price_at
 from predictions.choices import FailureReason, ModelStatus, PredictionStatus
-from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction, PredictionConfig
+from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction
 from predictions.services import run_predict_cycle
 from tests.factories import T0, make_config, make_input, make_model
 from tests.predictions.helpers import DIMS, fill_tape, make_gateway, write_model
@@ -34,7 +34,17 @@ def cycle(gateway, now=NOW, worker_id="w1"):
 
 
 def test_one_cycle_records_every_outcome_in_one_input(tmp_path):
-    for name in ("good", "raising", "sleeping", "missing", "out_of_range", "wrong_type", "nan", "extra_keys", "not_a_dict"):
+    for name in (
+        "good",
+        "raising",
+        "sleeping",
+        "missing",
+        "out_of_range",
+        "wrong_type",
+        "nan",
+        "extra_keys",
+        "not_a_dict",
+    ):
         write_model(tmp_path, name)
     fill_tape()
     config = due_config()
@@ -54,9 +64,18 @@ def test_one_cycle_records_every_outcome_in_one_input(tmp_path):
     got = predictions_by_model(input_row.pk)
     assert (got["good"].status, got["good"].output) == (PredictionStatus.PENDING, {"p_up": 0.7})
     assert isinstance(got["good"].exec_time_us, int)
-    assert (got["raising"].failure_reason, got["raising"].failure_detail) == (FailureReason.MODEL_ERROR, "RuntimeError: boom")
-    assert (got["sleeping"].failure_reason, got["sleeping"].failure_detail) == (FailureReason.TIMEOUT, "DEADLINE_EXCEEDED")
-    assert (got["missing"].failure_reason, got["missing"].failure_detail) == (FailureReason.MODEL_ERROR, "BAD_IMPLEMENTATION")
+    assert (got["raising"].failure_reason, got["raising"].failure_detail) == (
+        FailureReason.MODEL_ERROR,
+        "RuntimeError: boom",
+    )
+    assert (got["sleeping"].failure_reason, got["sleeping"].failure_detail) == (
+        FailureReason.TIMEOUT,
+        "DEADLINE_EXCEEDED",
+    )
+    assert (got["missing"].failure_reason, got["missing"].failure_detail) == (
+        FailureReason.MODEL_ERROR,
+        "BAD_IMPLEMENTATION",
+    )
     for name, words in {
         "out_of_range": "less than or equal to 1",
         "wrong_type": "valid number",
@@ -121,7 +140,9 @@ def test_retired_models_are_neither_expected_nor_recorded(tmp_path):
 
 
 def test_identities_are_upserted_and_a_redeploy_records_a_new_deployment(tmp_path):
-    folder = write_model(tmp_path, "good", manifest={"model_id": "7", "name": "First", "cruncher_id": "w", "cruncher_name": "Ann"})
+    folder = write_model(
+        tmp_path, "good", manifest={"model_id": "7", "name": "First", "cruncher_id": "w", "cruncher_name": "Ann"}
+    )
     fill_tape(end=T0 + timedelta(minutes=1))
     due_config()
     make_model(model_id="7", name="stale name", deployment_id="7_old")
@@ -161,7 +182,13 @@ def test_not_due_inactive_and_leased_configs_are_left_alone(tmp_path):
     fill_tape()
     make_config(scope_key="later", scope_template=dict(DIMS), next_run_at=NOW + timedelta(seconds=1))
     make_config(scope_key="off", scope_template=dict(DIMS), next_run_at=T0, active=False)
-    make_config(scope_key="leased", scope_template=dict(DIMS), next_run_at=T0, claimed_by="other", lease_until=NOW + timedelta(seconds=30))
+    make_config(
+        scope_key="leased",
+        scope_template=dict(DIMS),
+        next_run_at=T0,
+        claimed_by="other",
+        lease_until=NOW + timedelta(seconds=30),
+    )
     assert cycle(make_gateway(tmp_path)) is None
     assert Input.objects.count() == 0
 
@@ -180,7 +207,10 @@ def test_a_crash_after_the_model_calls_writes_nothing_and_is_retried_later(tmp_p
     write_model(tmp_path, "good")
     fill_tape()
     config = due_config()
-    broken = {**settings.CALLABLE_OVERRIDES, "INFERENCE_OUTPUT_VALIDATOR": "tests.predictions.targets:exploding_validator"}
+    broken = {
+        **settings.CALLABLE_OVERRIDES,
+        "INFERENCE_OUTPUT_VALIDATOR": "tests.predictions.targets:exploding_validator",
+    }
     with override_settings(CALLABLE_OVERRIDES=broken), pytest.raises(RuntimeError, match="validator crashed"):
         cycle(make_gateway(tmp_path))
     assert (Input.objects.count(), Prediction.objects.count(), ParticipantModel.objects.count()) == (0, 0, 0)

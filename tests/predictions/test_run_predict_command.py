@@ -12,7 +12,13 @@ from tests.predictions.helpers import BASE, DIMS, fill_tape, write_model
 
 
 def predict_env(worker_env, models_dir, **extra):
-    return {**worker_env, "MODELS_DIR": str(models_dir), "MODEL_BASE_CLASSNAME": BASE, "MODEL_CALL_TIMEOUT_SECONDS": "1", **extra}
+    return {
+        **worker_env,
+        "MODELS_DIR": str(models_dir),
+        "MODEL_BASE_CLASSNAME": BASE,
+        "MODEL_CALL_TIMEOUT_SECONDS": "1",
+        **extra,
+    }
 
 
 def setup_due_config(tmp_path):
@@ -26,12 +32,20 @@ def setup_due_config(tmp_path):
 def test_two_runs_started_together_write_the_slot_once(tmp_path, manage_py, worker_env):
     config = setup_due_config(tmp_path)
     env = predict_env(worker_env, tmp_path / "models")
-    runs = [subprocess.Popen([*manage_py, "run_predict", "--once"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [*manage_py, "run_predict", "--once"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     [input_row] = Input.objects.all()
     assert Prediction.objects.filter(input=input_row).count() == 2
-    assert set(Prediction.objects.values_list("status", flat=True)) == {PredictionStatus.PENDING, PredictionStatus.FAILED}
+    assert set(Prediction.objects.values_list("status", flat=True)) == {
+        PredictionStatus.PENDING,
+        PredictionStatus.FAILED,
+    }
     config.refresh_from_db()
     assert config.next_run_at == input_row.scheduled_for + timedelta(seconds=60)
     # A third run in the same slot finds nothing due.
@@ -54,7 +68,9 @@ def test_a_process_killed_between_model_calls_and_the_write_leaves_no_partial_cy
     assert (Input.objects.count(), Prediction.objects.count()) == (0, 0)
     config.refresh_from_db()
     assert config.claimed_by  # the dead worker's lease is still on the row...
-    PredictionConfig.objects.filter(pk=config.pk).update(lease_until=timezone.now() - timedelta(seconds=1))  # ...until it expires
+    PredictionConfig.objects.filter(pk=config.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )  # ...until it expires
     done = subprocess.run([*manage_py, "run_predict", "--once"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     [input_row] = Input.objects.all()

@@ -109,7 +109,11 @@ def run_size(n_models: int, cycles: int) -> dict:
         gateway.start()
         assert len(gateway.connected_models()) == n_models, gateway.load_errors
 
-        latency, plain, parts = [], [], {"input_build": [], "model_calls": [], "validation": [], "persistence": []}
+        latency, plain, parts = (
+            [],
+            [],
+            {"claim": [], "input_build": [], "model_calls": [], "validation": [], "persistence": []},
+        )
         model_pks = None
         for k in range(cycles + WARMUP):
             now = base + timedelta(seconds=k + 1)
@@ -183,7 +187,7 @@ def report(options) -> None:
         f"database: {connection.vendor} {connection.settings_dict['NAME']}; window {settings.FEED_WINDOW_SIZE} records"
     )
     print(f"cycles per size: {options.cycles} (+{WARMUP} warm-up, excluded)")
-    header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} | {'input':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
+    header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} | {'claim':>6} {'input':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
     print(header)
     for n in options.models:
         result = run_size(n, options.cycles)
@@ -191,7 +195,7 @@ def report(options) -> None:
         plain50 = statistics.median(result["plain"])
         print(
             f"{n:>6} {pct(result['latency'], 50):>8.2f} {pct(result['latency'], 99):>8.2f} | "
-            f"{med['input_build']:>6.2f} {med['model_calls']:>6.2f} {med['validation']:>6.2f} {med['persistence']:>7.2f} | "
+            f"{med['claim']:>6.2f} {med['input_build']:>6.2f} {med['model_calls']:>6.2f} {med['validation']:>6.2f} {med['persistence']:>7.2f} | "
             f"{plain50:>9.2f} {pct(result['plain'], 99):>9.2f} {med['persistence'] / plain50:>13.2f}"
         )
     print(

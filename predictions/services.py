@@ -177,11 +177,15 @@ def run_predict_cycle(
     """Serve the most overdue due config once; None when nothing is due (or claimable)."""
     now = now or timezone.now()
     lease_seconds = settings.PREDICT_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    clock = time.perf_counter()
     config = claim_due_config(worker_id=worker_id, now=now, lease_seconds=lease_seconds)
     if config is None:
         return None
+    claim_ms = _lap(clock)
     try:
-        return _serve(config, gateway=gateway, worker_id=worker_id, now=now)
+        report = _serve(config, gateway=gateway, worker_id=worker_id, now=now)
+        report.timings_ms = {"claim": claim_ms, **report.timings_ms}
+        return report
     except BaseException as exc:
         _push_back(config, worker_id=worker_id, now=now, error=f"{type(exc).__name__}: {exc}")
         raise

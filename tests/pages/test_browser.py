@@ -35,7 +35,13 @@ def browser_page():
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -87,9 +93,7 @@ def test_leaderboard_shows_the_ranked_models_in_order(live_server, seeded):
         assert rows.evaluate_all("rows => rows.map(r => r.dataset.rank)") == ["1", "2", "3"]
         assert page.locator("#leaderboard tbody tr").first.locator("td").nth(1).inner_text().startswith("beta")
         # each trend sparkline has a drawn polyline
-        widths = page.locator("svg.sparkline polyline").evaluate_all(
-            "lines => lines.map(l => l.getBBox().width)"
-        )
+        widths = page.locator("svg.sparkline polyline").evaluate_all("lines => lines.map(l => l.getBBox().width)")
         assert len(widths) == 3
         assert all(w > 50 for w in widths)
         assert errors == []

@@ -22,7 +22,7 @@ FRAC64_TOTAL = 1_000_000_000  # 100 % in the emission's frac64 units
 def utc(value: datetime | None) -> str:
     """`<time>` showing the moment in UTC to the second, with the full ISO timestamp as tooltip."""
     if not value:
-        return mark_safe('<span class="muted">—</span>')  # noqa: S308 - a constant
+        return mark_safe('<span class="muted">—</span>')
     value = value.astimezone(UTC)
     iso = value.isoformat()
     return format_html('<time datetime="{}" title="{}">{}</time>', iso, iso, value.strftime("%Y-%m-%d %H:%M:%S UTC"))

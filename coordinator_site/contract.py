@@ -222,7 +222,7 @@ STARTER_CONTRACT = CrunchContract(
         "SCORING_FUNCTION": None,
         "MODEL_SCORE_AGGREGATOR": None,
         "LEADERBOARD_RANKER": "scoring.ranking:rank_entries",
-        "EMISSION_BUILDER": None,
+        "EMISSION_BUILDER": "checkpoints.emission:build_tiered_emission",
         "REPORT_SCHEMA_PROVIDER": None,
     },
 )

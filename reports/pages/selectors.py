@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
 
 from checkpoints.models import Checkpoint
+from checkpoints.selectors import next_checkpoint_period
 from coordinator_site.contract import get_contract
 from coordinator_site.models import WorkerHeartbeat
 from feeds import selectors as tape
@@ -35,8 +36,6 @@ FEED_LATE_STEPS, FEED_STALE_STEPS = 3, 10
 SPARKLINE_PERIODS = 48
 MODEL_CHART_DAYS = 7
 TAPE_CHART_RECORDS = 240
-# Weekly periods start on a Monday 00:00 UTC, like the checkpoint worker's schedule.
-PERIOD_ANCHOR = datetime(1970, 1, 5, tzinfo=UTC)
 
 
 def _finite(value: Any) -> float | None:
@@ -139,31 +138,12 @@ def live_process_counts(*, now: datetime) -> dict[str, int]:
     return {row["name"]: row["n"] for row in rows}
 
 
-def aligned_period(t: datetime) -> tuple[datetime, datetime]:
-    """The checkpoint period [start, end) holding `t`, aligned like the checkpoint worker's."""
-    interval = settings.CHECKPOINT_INTERVAL_SECONDS
-    elapsed = (t - PERIOD_ANCHOR) // timedelta(seconds=1)
-    start = PERIOD_ANCHOR + timedelta(seconds=(elapsed // interval) * interval)
-    return start, start + timedelta(seconds=interval)
-
-
 def unbuilt_checkpoint_periods(*, now: datetime) -> int:
     """Ended checkpoint periods after the newest checkpoint (or since the first data) with no checkpoint."""
-    last_end = Checkpoint.objects.order_by("-period_end").values_list("period_end", flat=True).first()
-    if last_end is None:
-        firsts = [
-            Snapshot.objects.aggregate(first=Min("period_start"))["first"],
-            Input.objects.aggregate(first=Min("scheduled_for"))["first"],
-        ]
-        firsts = [t for t in firsts if t is not None]
-        if not firsts:
-            return 0
-        first_end = aligned_period(min(firsts))[1]
-    else:
-        first_end = aligned_period(last_end)[1]
-    if now < first_end:
+    period = next_checkpoint_period()
+    if period is None or now < period.end:
         return 0
-    return 1 + int((now - first_end) // timedelta(seconds=settings.CHECKPOINT_INTERVAL_SECONDS))
+    return 1 + int((now - period.end) // timedelta(seconds=settings.CHECKPOINT_INTERVAL_SECONDS))
 
 
 def queue_depths(*, now: datetime) -> dict[str, int]:

@@ -4,6 +4,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from checkpoints.admin import next_advance
+from checkpoints.choices import CheckpointStatus
 from coordinator_site.contract import get_contract
 from predictions.models import ParticipantModel
 from reports.pages import selectors
@@ -135,6 +137,8 @@ def checkpoint_detail(request: HttpRequest, checkpoint_id: int) -> HttpResponse:
             "checkpoint": checkpoint,
             "transitions": transitions,
             "leaf_count": leaf_count,
+            "can_confirm": checkpoint.status == CheckpointStatus.PENDING,
+            "advance_to": next_advance(checkpoint),
             "ranking": checkpoint.ranking or [],
             "emission": emission,
             "reward_lists": [

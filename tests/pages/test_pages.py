@@ -12,7 +12,7 @@ from predictions.choices import PredictionStatus
 from predictions.models import Prediction
 from reports.pages import views
 from reports.pages.selectors import encode_cursor
-from tests.factories import make_input, make_model, make_prediction
+from tests.factories import make_checkpoint, make_input, make_model, make_prediction
 from tests.pages.helpers import RANKED, seed_node
 
 pytestmark = pytest.mark.django_db
@@ -176,6 +176,12 @@ def test_checkpoint_page_links_staff_to_the_admin_actions(client, seeded):
     client.force_login(staff)
     html = client.get(f"/checkpoints/{seeded.checkpoint.id}").content.decode()
     assert reverse("admin:checkpoints_checkpoint_change", args=[seeded.checkpoint.id]) in html
+    assert "advance to CLAIMABLE" in html  # the seeded checkpoint is SUBMITTED
+    assert 'id="admin-confirm"' not in html
+    pending = make_checkpoint(period_start=seeded.checkpoint.period_start - timedelta(days=7))
+    html = client.get(f"/checkpoints/{pending.id}").content.decode()
+    assert reverse("admin:checkpoints_checkpoint_confirm", args=[pending.id]) in html
+    assert 'id="admin-advance"' not in html
 
 
 def test_unknown_checkpoint_is_a_404(client):

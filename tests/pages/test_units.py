@@ -10,7 +10,6 @@ from reports.pages.selectors import (
     GREEN,
     RED,
     BadCursor,
-    aligned_period,
     decode_cursor,
     encode_cursor,
     feed_level,
@@ -105,12 +104,6 @@ def test_cursor_round_trip_and_bad_cursors():
     for bad in ("", "12", "a.b", "1.-2", "99999999999999999999999.1"):
         with pytest.raises(BadCursor):
             decode_cursor(bad)
-
-
-def test_periods_are_aligned_to_monday():
-    start, end = aligned_period(T0 + timedelta(days=3))
-    assert start == T0  # T0 is a Monday 00:00 UTC
-    assert end == T0 + timedelta(days=7)
 
 
 @pytest.mark.django_db

@@ -22,6 +22,7 @@ from feeds.dims import FeedDims, granularity_seconds, record_price
 from feeds.models import FeedIngestionState
 from predictions.choices import InputStatus, PredictionStatus
 from predictions.models import Input, ParticipantModel, Prediction, PredictionConfig
+from predictions.selectors import predictions_list
 from reports.pages.formatting import human_duration
 from scoring.models import Leaderboard, Snapshot
 
@@ -319,33 +320,30 @@ def prediction_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[Prediction]:
-    """Predictions matching the filters, with model and score joined; outputs kept (they are small)."""
-    qs = Prediction.objects.select_related("model", "score").only(
-        "id",
-        "scope_key",
-        "status",
-        "failure_reason",
-        "failure_detail",
-        "output",
-        "exec_time_us",
-        "performed_at",
-        "resolvable_at",
-        "model__model_id",
-        "model__name",
-        "score__value",
-        "score__success",
+    """predictions.selectors.predictions_list, joined to model and score instead of the Input
+    (whose raw_data the pages never show), loading only the columns the tables print."""
+    qs = predictions_list(
+        model_ids=[model_id] if model_id else None, scope_key=scope_key, status=status, start=since, end=until
     )
-    if model_id:
-        qs = qs.filter(model__model_id=model_id)
-    if scope_key:
-        qs = qs.filter(scope_key=scope_key)
-    if status:
-        qs = qs.filter(status=status)
-    if since:
-        qs = qs.filter(performed_at__gte=since)
-    if until:
-        qs = qs.filter(performed_at__lt=until)
-    return qs
+    return (
+        qs.select_related(None)
+        .select_related("model", "score")
+        .only(
+            "id",
+            "scope_key",
+            "status",
+            "failure_reason",
+            "failure_detail",
+            "output",
+            "exec_time_us",
+            "performed_at",
+            "resolvable_at",
+            "model__model_id",
+            "model__name",
+            "score__value",
+            "score__success",
+        )
+    )
 
 
 def model_choices() -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from django.utils import timezone
 from checkpoints.admin import next_advance
 from checkpoints.choices import CheckpointStatus
 from coordinator_site.contract import get_contract
-from predictions.models import ParticipantModel
+from predictions.selectors import model_by_id
 from reports.pages import selectors
 from reports.pages.charts import line_chart, sparkline
 from reports.pages.forms import PredictionFilterForm
@@ -41,7 +41,7 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
 
 
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    model = ParticipantModel.objects.filter(model_id=model_id).first()
+    model = model_by_id(model_id)
     if model is None:
         raise Http404(f"No model with id {model_id!r} is known to this node.")
     chart = line_chart(selectors.model_window_series(model))

@@ -80,9 +80,13 @@ def check_values(kind: str, values: Any) -> dict[str, float]:
     for name, value in values.items():
         if name not in clean and value is not None:
             clean[name] = finite_number(value, name)
-    if kind == "candle" and not clean["low"] <= min(clean["open"], clean["close"]) <= max(
-        clean["open"], clean["close"]
-    ) <= clean["high"]:
+    if (
+        kind == "candle"
+        and not clean["low"]
+        <= min(clean["open"], clean["close"])
+        <= max(clean["open"], clean["close"])
+        <= clean["high"]
+    ):
         raise RecordRejected(f"inconsistent candle {clean}")
     return clean
 

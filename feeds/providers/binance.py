@@ -76,7 +76,9 @@ class BinanceProvider:
         except BinanceAPIException as exc:
             if exc.status_code in (418, 429):  # 418: IP banned after ignoring 429s
                 wait = retry_after_seconds(getattr(exc.response, "headers", None))
-                raise ProviderRateLimited(f"binance: HTTP {exc.status_code}, retry after {wait:g}s", retry_after=wait) from exc
+                raise ProviderRateLimited(
+                    f"binance: HTTP {exc.status_code}, retry after {wait:g}s", retry_after=wait
+                ) from exc
             if exc.status_code >= 500:
                 raise ProviderUnavailable(f"binance: HTTP {exc.status_code}: {exc.message}") from exc
             raise ProviderError(f"binance: HTTP {exc.status_code} code {exc.code}: {exc.message}") from exc
@@ -142,5 +144,11 @@ class BinanceProvider:
         if not isinstance(item, dict):
             raise RecordRejected(f"ticker is not an object: {item!r}")
         return NormalizedRecord(
-            self.source, dims.subject, "tick", dims.granularity, now, {"price": item.get("price")}, {"symbol": item.get("symbol")}
+            self.source,
+            dims.subject,
+            "tick",
+            dims.granularity,
+            now,
+            {"price": item.get("price")},
+            {"symbol": item.get("symbol")},
         )

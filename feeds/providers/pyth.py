@@ -92,7 +92,10 @@ class PythProvider:
             kind="tick",
             granularity=dims.granularity,
             ts_event=from_epoch(publish_time),
-            values={"price": scaled(price.get("price"), price.get("expo")), "conf": scaled(price.get("conf"), price.get("expo"))},
+            values={
+                "price": scaled(price.get("price"), price.get("expo")),
+                "conf": scaled(price.get("conf"), price.get("expo")),
+            },
             meta={"feed_id": item.get("id"), "slot": (item.get("metadata") or {}).get("slot")},
         )
 
@@ -118,7 +121,12 @@ class PythProvider:
             window_end = min(hi, lo + limit * seconds)
             body = get_json(
                 f"{settings.PYTH_HISTORY_URL.rstrip('/')}/history",
-                params={"symbol": f"Crypto.{dims.subject.upper()}/USD", "resolution": resolution, "from": lo, "to": window_end - 1},
+                params={
+                    "symbol": f"Crypto.{dims.subject.upper()}/USD",
+                    "resolution": resolution,
+                    "from": lo,
+                    "to": window_end - 1,
+                },
                 headers=headers,
                 what="pyth history",
             )

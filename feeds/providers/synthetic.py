@@ -147,4 +147,3 @@ class SyntheticProvider:
         length = granularity_seconds(dims.granularity)
         first = int(start.timestamp()) // length * length
         return [self.record_at(dims, first + i * length) for i in range(count)]
-

@@ -407,3 +407,10 @@ def backfill_job_fail(*, job: BackfillJob, worker: str, error: str) -> None:
     BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
         status=BackfillStatus.FAILED, error=error[-4000:], lease_until=None, updated_at=timezone.now()
     )
+
+
+def backfill_job_release(*, job: BackfillJob, worker: str) -> None:
+    """Give the job up on purpose (page budget spent): still running, but claimable at once from its cursor."""
+    BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
+        lease_until=timezone.now(), updated_at=timezone.now()
+    )

@@ -63,7 +63,8 @@ class PythProvider:
             # Hermes serves prices, not bars: the newest closed bar comes from the history endpoint.
             bar = timedelta(seconds=granularity_seconds(dims.granularity))
             now = timezone.now()
-            return self.fetch(dims, now - 3 * bar, now, 3)[-1:]
+            aligned = datetime.fromtimestamp(epoch_seconds(now) // int(bar.total_seconds()) * int(bar.total_seconds()), tz=now.tzinfo)
+            return self.fetch(dims, aligned - 3 * bar, now, 3)[-1:]
         if not settings.PYTH_API_KEY:
             raise ProviderConfigError(
                 "PYTH_API_KEY is not set: Hermes requires an API key since Pyth's 2026 upgrade "
@@ -136,7 +137,9 @@ class PythProvider:
             if status == "ok":
                 rows = self._udf_rows(body)
                 records = parse_page(rows, lambda row: self._parse_bar(dims, row, shift), source=self.source)
-                records = [r for r in records if start <= r.ts_event < end]
+                # A UDF server may include the still-forming bar: only closed bars are returned.
+                closed_before = timezone.now() - timedelta(seconds=seconds - shift)
+                records = [r for r in records if start <= r.ts_event < end and r.ts_event <= closed_before]
                 records.sort(key=lambda r: r.ts_event)
                 if records or window_end >= hi:
                     return records[:limit]

@@ -354,7 +354,7 @@ def backfill_job_claim(*, job: BackfillJob, worker: str) -> BackfillJob:
     now = timezone.now()
     lease = now + timedelta(seconds=settings.FEED_BACKFILL_LEASE_SECONDS)
     claimable = Q(status__in=[BackfillStatus.PENDING, BackfillStatus.FAILED]) | Q(
-        status=BackfillStatus.RUNNING, lease_until__lt=now
+        status=BackfillStatus.RUNNING, lease_until__lte=now
     )
     changed = BackfillJob.objects.filter(claimable, pk=job.pk).update(
         status=BackfillStatus.RUNNING, claimed_by=worker, lease_until=lease, error="", updated_at=now

@@ -63,7 +63,9 @@ class PythProvider:
             # Hermes serves prices, not bars: the newest closed bar comes from the history endpoint.
             bar = timedelta(seconds=granularity_seconds(dims.granularity))
             now = timezone.now()
-            aligned = datetime.fromtimestamp(epoch_seconds(now) // int(bar.total_seconds()) * int(bar.total_seconds()), tz=now.tzinfo)
+            aligned = datetime.fromtimestamp(
+                epoch_seconds(now) // int(bar.total_seconds()) * int(bar.total_seconds()), tz=now.tzinfo
+            )
             return self.fetch(dims, aligned - 3 * bar, now, 3)[-1:]
         if not settings.PYTH_API_KEY:
             raise ProviderConfigError(

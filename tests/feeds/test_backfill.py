@@ -33,9 +33,18 @@ def test_backfill_writes_the_range_page_by_page(settings):
 
 def test_a_dead_workers_job_is_resumed_from_its_cursor_after_the_lease_expires():
     job = BackfillJob.objects.create(
-        source="synthetic", subject="BTC", kind="candle", granularity="1m", start=T0, end=T0 + timedelta(minutes=200),
-        cursor=T0 + timedelta(minutes=150), status=BackfillStatus.RUNNING, claimed_by="deadhost:4242",
-        lease_until=NOW - timedelta(seconds=1), records_written=150, pages_fetched=1,
+        source="synthetic",
+        subject="BTC",
+        kind="candle",
+        granularity="1m",
+        start=T0,
+        end=T0 + timedelta(minutes=200),
+        cursor=T0 + timedelta(minutes=150),
+        status=BackfillStatus.RUNNING,
+        claimed_by="deadhost:4242",
+        lease_until=NOW - timedelta(seconds=1),
+        records_written=150,
+        pages_fetched=1,
     )
     run()
     job.refresh_from_db()
@@ -49,8 +58,16 @@ def test_a_dead_workers_job_is_resumed_from_its_cursor_after_the_lease_expires()
 
 def test_a_job_held_by_a_live_worker_is_not_taken_over():
     BackfillJob.objects.create(
-        source="synthetic", subject="BTC", kind="candle", granularity="1m", start=T0, end=T0 + timedelta(minutes=200),
-        cursor=T0, status=BackfillStatus.RUNNING, claimed_by="otherhost:1", lease_until=NOW + timedelta(minutes=1),
+        source="synthetic",
+        subject="BTC",
+        kind="candle",
+        granularity="1m",
+        start=T0,
+        end=T0 + timedelta(minutes=200),
+        cursor=T0,
+        status=BackfillStatus.RUNNING,
+        claimed_by="otherhost:1",
+        lease_until=NOW + timedelta(minutes=1),
     )
     with pytest.raises(CommandError, match="held by otherhost:1"):
         run()
@@ -69,7 +86,9 @@ def test_a_stopped_run_continues_where_it_stopped(settings):
 
 def test_backfill_never_moves_the_live_watermark_backwards():
     live = T0 + timedelta(hours=20)
-    FeedIngestionState.objects.create(source="synthetic", subject="BTC", kind="candle", granularity="1m", last_event_ts=live)
+    FeedIngestionState.objects.create(
+        source="synthetic", subject="BTC", kind="candle", granularity="1m", last_event_ts=live
+    )
     run()
     assert FeedIngestionState.objects.get().last_event_ts == live
 

@@ -75,7 +75,13 @@ def test_history_is_paginated_with_start_and_end_time(binance, httpserver):
 def test_each_granularity_uses_its_real_interval_including_1s(binance, httpserver):
     httpserver.expect_request(
         "/api/v3/klines",
-        query_string={"symbol": "BTCUSDT", "interval": "1s", "startTime": str(T0_S * 1000), "endTime": str((T0_S + 3) * 1000 - 1), "limit": "10"},
+        query_string={
+            "symbol": "BTCUSDT",
+            "interval": "1s",
+            "startTime": str(T0_S * 1000),
+            "endTime": str((T0_S + 3) * 1000 - 1),
+            "limit": "10",
+        },
     ).respond_with_data(body("binance_klines_1s.json"), content_type=JSON)
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
         records = binance.fetch(dims("binance", "BTC", "candle", "1s"), T0, T0 + timedelta(seconds=3), 10)

@@ -60,9 +60,25 @@ def test_the_watermark_never_moves_backwards():
 def test_garbage_is_rejected_per_record_with_a_reason_and_good_records_are_kept(caplog):
     good = candle(0)
     bad = [
-        NormalizedRecord("synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=1), {"open": 1, "high": 2, "low": 0}),
-        NormalizedRecord("synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=2), {"open": "x", "high": 2, "low": 0, "close": 1}),
-        NormalizedRecord("synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=3), {"open": math.nan, "high": 2, "low": 0, "close": 1}),
+        NormalizedRecord(
+            "synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=1), {"open": 1, "high": 2, "low": 0}
+        ),
+        NormalizedRecord(
+            "synthetic",
+            "BTC",
+            "candle",
+            "1m",
+            T0 + timedelta(minutes=2),
+            {"open": "x", "high": 2, "low": 0, "close": 1},
+        ),
+        NormalizedRecord(
+            "synthetic",
+            "BTC",
+            "candle",
+            "1m",
+            T0 + timedelta(minutes=3),
+            {"open": math.nan, "high": 2, "low": 0, "close": 1},
+        ),
         NormalizedRecord("synthetic", "BTC", "tick", "1s", T0, {"price": math.inf}),
         NormalizedRecord("synthetic", "BTC", "tick", "1s", T0.replace(tzinfo=None), {"price": 1}),
     ]
@@ -102,15 +118,29 @@ def test_retention_deletes_old_records_in_batches_and_keeps_counts(settings):
 
 
 def test_feed_summaries_have_the_agreed_keys_and_no_count_scan(settings, django_assert_max_num_queries):
-    settings.FEED_SOURCE, settings.FEED_SUBJECTS, settings.FEED_KIND, settings.FEED_GRANULARITY = "synthetic", ["BTC", "ETH"], "candle", "1m"
+    settings.FEED_SOURCE, settings.FEED_SUBJECTS, settings.FEED_KIND, settings.FEED_GRANULARITY = (
+        "synthetic",
+        ["BTC", "ETH"],
+        "candle",
+        "1m",
+    )
     ingest_records([candle(i) for i in range(3)])
     with django_assert_max_num_queries(1 + 2 * 2):
         summaries = feed_summaries()
     assert [s["subject"] for s in summaries] == ["BTC", "ETH"]
     btc, eth = summaries
     assert set(btc) == {
-        "source", "subject", "kind", "granularity", "record_count", "oldest_ts", "newest_ts",
-        "watermark_ts", "watermark_updated_at", "last_polled_at", "last_error",
+        "source",
+        "subject",
+        "kind",
+        "granularity",
+        "record_count",
+        "oldest_ts",
+        "newest_ts",
+        "watermark_ts",
+        "watermark_updated_at",
+        "last_polled_at",
+        "last_error",
     }
     assert (btc["record_count"], btc["oldest_ts"], btc["newest_ts"]) == (3, T0, T0 + timedelta(minutes=2))
     assert btc["watermark_ts"] == T0 + timedelta(minutes=2)

@@ -88,7 +88,9 @@ def test_429_waits_as_the_server_says_and_5xx_backs_off_doubling_up_to_the_cap(s
     settings.FEED_POLL_SECONDS, settings.WORKER_ERROR_BACKOFF_MAX_SECONDS = 5, 30
     FeedIngestionState.objects.create(**PYTH.as_filter(), last_event_ts=T0)
     provider = PythProvider()
-    latest = httpserver.expect_request("/v2/updates/price/latest", query_string={"ids[]": BTC_FEED_ID, "parsed": "true"})
+    latest = httpserver.expect_request(
+        "/v2/updates/price/latest", query_string={"ids[]": BTC_FEED_ID, "parsed": "true"}
+    )
     latest.respond_with_data("slow down", status=429, headers={"Retry-After": "120"})
     with time_machine.travel(T0 + timedelta(seconds=1), tick=False) as clock:
         poll_stream(dims=PYTH, provider=provider)
@@ -127,8 +129,14 @@ def test_run_feed_reports_a_missing_key_on_state_and_heartbeat(manage_py, worker
 
 
 def test_run_feed_fills_the_tape_from_the_synthetic_source(manage_py, worker_env):
-    env = {**worker_env, "FEED_SOURCE": "synthetic", "FEED_SUBJECTS": "BTC,ETH", "FEED_KIND": "candle",
-           "FEED_GRANULARITY": "5m", "FEED_BACKFILL_MINUTES": "60"}
+    env = {
+        **worker_env,
+        "FEED_SOURCE": "synthetic",
+        "FEED_SUBJECTS": "BTC,ETH",
+        "FEED_KIND": "candle",
+        "FEED_GRANULARITY": "5m",
+        "FEED_BACKFILL_MINUTES": "60",
+    }
     result = subprocess.run([*manage_py, "run_feed", "--once"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     counts = dict(FeedIngestionState.objects.values_list("subject", "record_count"))

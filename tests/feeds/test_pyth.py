@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 import time_machine
 
+from feeds.models import FeedRecord
 from feeds.providers import ProviderConfigError, ProviderRateLimited, ProviderUnavailable
 from feeds.providers.pyth import PythProvider, feed_id
 from feeds.services import fill_range
-from feeds.models import FeedRecord
 from tests.factories import T0
 from tests.feeds.helpers import BTC_FEED_ID, T0_S, body, dims
 

@@ -49,7 +49,8 @@ def test_a_dead_workers_job_is_resumed_from_its_cursor_after_the_lease_expires()
     run()
     job.refresh_from_db()
     assert job.status == BackfillStatus.COMPLETED
-    assert job.records_written == 200 and job.claimed_by != "deadhost:4242"
+    assert job.records_written == 200
+    assert job.claimed_by != "deadhost:4242"
     # Only the part after the cursor was fetched: nothing before it was (re)written.
     stamps = list(FeedRecord.objects.order_by("ts_event").values_list("ts_event", flat=True))
     assert stamps == [T0 + timedelta(minutes=m) for m in range(150, 200)]

@@ -67,7 +67,9 @@ def test_history_is_paginated_with_start_and_end_time(binance, httpserver):
         fill = fill_range(
             dims=CANDLE, provider=binance, start=T0, end=T0 + timedelta(minutes=5), max_pages=10, page_size=3
         )
-    assert fill.complete and fill.pages == 2 and fill.written == 5
+    assert fill.complete
+    assert fill.pages == 2
+    assert fill.written == 5
     assert FeedRecord.objects.filter(source="binance").count() == 5
     httpserver.check_assertions()
 

@@ -33,7 +33,8 @@ def test_a_worker_stalled_for_ten_minutes_back_fills_the_gap_on_its_next_pass(se
         assert state(TICKS).last_event_ts == T0
         clock.move_to(T0 + timedelta(minutes=10))
         outcome = poll_stream(dims=TICKS, provider=provider)
-    assert outcome.error == "" and outcome.caught_up
+    assert outcome.error == ""
+    assert outcome.caught_up
     assert outcome.counts["backfill_pages"] == 3  # 500 + 100, then an empty page says "caught up"
     stamps = list(FeedRecord.objects.filter(ts_event__gte=T0).order_by("ts_event").values_list("ts_event", flat=True))
     assert stamps == [T0 + timedelta(seconds=s) for s in range(601)]  # every second, no hole
@@ -48,7 +49,8 @@ def test_a_fresh_tape_back_fills_feed_backfill_minutes(settings):
         poll_stream(dims=candles, provider=SyntheticProvider())
     stamps = list(FeedRecord.objects.order_by("ts_event").values_list("ts_event", flat=True))
     # From now-30min (first whole minute after it) to the last closed bar (T0-1m).
-    assert stamps[0] == T0 - timedelta(minutes=29) and stamps[-1] == T0 - timedelta(minutes=1)
+    assert stamps[0] == T0 - timedelta(minutes=29)
+    assert stamps[-1] == T0 - timedelta(minutes=1)
     assert len(stamps) == 29
 
 
@@ -61,7 +63,8 @@ def test_a_poll_between_stalls_only_asks_latest(settings, httpserver):
     FeedIngestionState.objects.create(**PYTH.as_filter(), last_event_ts=T0)
     with time_machine.travel(T0 + timedelta(seconds=6), tick=False):
         outcome = poll_stream(dims=PYTH, provider=PythProvider())
-    assert outcome.written == 1 and "backfill_pages" not in outcome.counts
+    assert outcome.written == 1
+    assert "backfill_pages" not in outcome.counts
     assert [req.path for req, _ in httpserver.log] == ["/v2/updates/price/latest"]
 
 
@@ -73,7 +76,8 @@ def test_missing_pyth_key_is_recorded_and_backed_off_without_a_retry_storm(setti
         outcome = poll_stream(dims=PYTH, provider=provider)
         assert "PYTH_API_KEY is not set" in outcome.error
         row = state(PYTH)
-        assert "PYTH_API_KEY" in row.last_error and row.consecutive_errors == 1
+        assert "PYTH_API_KEY" in row.last_error
+        assert row.consecutive_errors == 1
         assert row.next_poll_at == T0 + timedelta(seconds=60)
         clock.move_to(T0 + timedelta(seconds=30))
         assert poll_stream(dims=PYTH, provider=provider).skipped  # no second attempt inside the backoff
@@ -114,7 +118,8 @@ def test_429_waits_as_the_server_says_and_5xx_backs_off_doubling_up_to_the_cap(s
     row = state(PYTH)
     assert row.consecutive_errors == 0
     # Polling works again, but the outage left a gap and no history endpoint is set: said, not hidden.
-    assert row.last_error.startswith("gap since 2026-11-02T00:00:00") and "PYTH_HISTORY_URL" in row.last_error
+    assert row.last_error.startswith("gap since 2026-11-02T00:00:00")
+    assert "PYTH_HISTORY_URL" in row.last_error
 
 
 def test_run_feed_reports_a_missing_key_on_state_and_heartbeat(manage_py, worker_env):
@@ -140,5 +145,6 @@ def test_run_feed_fills_the_tape_from_the_synthetic_source(manage_py, worker_env
     result = subprocess.run([*manage_py, "run_feed", "--once"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     counts = dict(FeedIngestionState.objects.values_list("subject", "record_count"))
-    assert set(counts) == {"BTC", "ETH"} and all(11 <= n <= 12 for n in counts.values())
+    assert set(counts) == {"BTC", "ETH"}
+    assert all(11 <= n <= 12 for n in counts.values())
     assert FeedRecord.objects.filter(subject="ETH").count() == counts["ETH"]

@@ -116,7 +116,9 @@ def test_history_is_paginated_into_the_tape_across_pages(pyth, httpserver):
         body("udf_history_page2.json"), content_type="application/json"
     )
     fill = fill_range(dims=CANDLE, provider=pyth, start=T0, end=T0 + timedelta(minutes=5), max_pages=10, page_size=3)
-    assert fill.complete and fill.pages == 2 and fill.written == 5
+    assert fill.complete
+    assert fill.pages == 2
+    assert fill.written == 5
     stored = list(FeedRecord.objects.order_by("ts_event").values_list("ts_event", "values"))
     assert [t for t, _ in stored] == [T0 + timedelta(minutes=i) for i in range(5)]
     assert stored[0][1] == {"open": 68500.0, "high": 68504.0, "low": 68498.0, "close": 68501.25, "volume": 0.0}
@@ -141,7 +143,7 @@ def test_history_for_ticks_stamps_bar_closes_at_the_bar_end(pyth, httpserver):
     )
     records = pyth.fetch(dims("pyth", "BTC", "tick", "1m"), T0, T0 + timedelta(minutes=3), 3)
     # The bar opening at T0 closes at T0+1m: its close is the price in force then, not at T0.
-    assert [(r.ts_event, r.values["price"]) for r in records][0] == (T0 + timedelta(minutes=1), 68501.25)
+    assert next((r.ts_event, r.values["price"]) for r in records) == (T0 + timedelta(minutes=1), 68501.25)
 
 
 def test_history_error_status_and_missing_url(pyth, settings, httpserver):

@@ -31,7 +31,8 @@ def bar(t, close):
 def test_tick_price_at_exact_time_between_ticks_and_before_the_first():
     first, second = tick(T0, 100.0), tick(T0 + 10 * S, 101.0)
     assert price_at(TICK, T0).price == 100.0  # exact timestamp
-    assert price_at(TICK, T0).at == T0 and price_at(TICK, T0).record_id == first.id
+    assert price_at(TICK, T0).at == T0
+    assert price_at(TICK, T0).record_id == first.id
     assert price_at(TICK, T0 + 5 * S).price == 100.0  # between ticks: the last at or before
     assert price_at(TICK, T0 + 10 * S).record_id == second.id
     assert price_at(TICK, T0 - S) is None  # before the first record
@@ -67,7 +68,8 @@ def test_a_miss_asks_the_provider_once_and_stores_what_it_returns(caplog):
     assert again == found
     assert FeedRecord.objects.count() == 9  # the lookback page (bars opening in [t-10 bars, t-1 bar]), stored
     asked = [r.getMessage() for r in caplog.records if "tape fallback" in r.getMessage()]
-    assert len(asked) == 1 and "stored 9 record(s)" in asked[0]
+    assert len(asked) == 1
+    assert "stored 9 record(s)" in asked[0]
 
 
 def test_a_tape_hit_never_calls_the_provider(django_assert_num_queries):

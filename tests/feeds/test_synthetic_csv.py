@@ -1,5 +1,6 @@
 """The offline sources: a deterministic seeded walk, and CSV replay with documented columns."""
 
+import itertools
 import logging
 from datetime import timedelta
 
@@ -25,14 +26,14 @@ def test_the_walk_is_deterministic_for_seed_and_time_whatever_was_asked_before()
 def test_the_walk_is_continuous_across_day_hour_and_minute_boundaries():
     d = dims(kind="tick", granularity="1s")
     prices = [r.values["price"] for r in SyntheticProvider(seed=3).window(d, T0 - timedelta(seconds=30), 60)]
-    moves = [abs(b / a - 1) for a, b in zip(prices, prices[1:], strict=False)]
+    moves = [abs(b / a - 1) for a, b in itertools.pairwise(prices)]
     assert max(moves) < 0.002  # no jump at midnight (T0) beyond a few per-second sigmas
 
 
 @pytest.mark.parametrize("granularity", ["1s", "1m", "5m", "1h", "1d"])
 def test_candles_at_any_granularity_chain_and_are_consistent(granularity):
     bars = SyntheticProvider().window(dims(granularity=granularity), T0, 4)
-    for a, b in zip(bars, bars[1:], strict=False):
+    for a, b in itertools.pairwise(bars):
         assert a.values["close"] == b.values["open"]
     for r in bars:
         v = r.values
@@ -68,7 +69,8 @@ def test_csv_replays_candles_rejecting_bad_rows_with_a_reason(tmp_path, caplog):
     assert [(r.ts_event, r.values["close"]) for r in records] == [(T0, 101.0), (T0 + timedelta(minutes=1), 102.5)]
     assert "volume" not in records[1].values
     messages = "\n".join(r.getMessage() for r in caplog.records)
-    assert "'close' is not a number: 'not-a-price'" in messages and "no UTC offset" in messages
+    assert "'close' is not a number: 'not-a-price'" in messages
+    assert "no UTC offset" in messages
     with time_machine.travel(T0 + timedelta(seconds=90), tick=False):
         assert [r.ts_event for r in provider.latest(dims("csv"))] == [T0 + timedelta(minutes=1)]
     assert [r.values["close"] for r in provider.fetch(dims("csv", "ETH"), T0, T0 + timedelta(hours=1), 10)] == [10.5]

@@ -113,7 +113,7 @@ def parse_page(items: Iterable[Any], parse_one: Callable[[Any], NormalizedRecord
     for item in items:
         try:
             good.append(check_record(parse_one(item)))
-        except (RecordRejected, KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+        except (RecordRejected, AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
             reason = exc.args[0] if isinstance(exc, RecordRejected) else f"{type(exc).__name__}: {exc}"
             log.warning("rejected record from %s: %s; raw=%.200r", source, reason, item)
     return good

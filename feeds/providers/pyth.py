@@ -81,10 +81,15 @@ class PythProvider:
         )
         if not isinstance(body, dict) or not isinstance(body.get("parsed", []), list):
             raise ProviderUnavailable(f"pyth hermes latest: unexpected body {str(body)[:200]!r}")
-        items = [item for item in body.get("parsed") or [] if str(item.get("id", "")).lower() in ("", wanted)]
-        return parse_page(items, lambda item: self._parse_hermes(dims, item), source=self.source)
+        return parse_page(
+            body.get("parsed") or [], lambda item: self._parse_hermes(dims, item, wanted), source=self.source
+        )
 
-    def _parse_hermes(self, dims: FeedDims, item: dict) -> NormalizedRecord:
+    def _parse_hermes(self, dims: FeedDims, item: dict, wanted: str) -> NormalizedRecord:
+        if not isinstance(item, dict):
+            raise RecordRejected(f"price update is not an object: {item!r}")
+        if str(item.get("id", wanted)).lower().removeprefix("0x") != wanted:
+            raise RecordRejected(f"feed id {item.get('id')!r} was not requested")
         price = item["price"]
         publish_time = price.get("publish_time")
         if isinstance(publish_time, bool) or not isinstance(publish_time, int):

@@ -136,6 +136,12 @@ def slot_to_serve(config: PredictionConfig, now: datetime) -> tuple[datetime, in
     return config.next_run_at + timedelta(seconds=behind * interval), behind
 
 
+def validated_output(output: Any, *, validator, output_type) -> dict[str, Any]:
+    """The node's whole output check: the INFERENCE_OUTPUT_VALIDATOR slot, then the contract's
+    `output_type`. Raises ValueError/TypeError (pydantic's ValidationError is a ValueError)."""
+    return output_type.model_validate(validator(output)).model_dump(mode="json", by_alias=True)
+
+
 def judge(result: ModelCallResult, *, validator, output_type) -> Judged:
     """Turn one predict answer into a prediction status (PENDING or FAILED with its reason)."""
     if result.status == CallStatus.TIMEOUT:
@@ -157,8 +163,7 @@ def judge(result: ModelCallResult, *, validator, output_type) -> Judged:
             result.exec_time_us,
         )
     try:
-        normalized = validator(result.output)
-        output = output_type.model_validate(normalized).model_dump(mode="json", by_alias=True)
+        output = validated_output(result.output, validator=validator, output_type=output_type)
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         return Judged(
             result.identity,

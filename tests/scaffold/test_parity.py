@@ -60,13 +60,19 @@ def test_validation_accepts_and_normalises_exactly_what_the_starter_output_type_
 
 
 @pytest.mark.parametrize("output", OUTPUTS, ids=repr)
-def test_validation_matches_the_node_default_validator(challenge, output):
-    path = STARTER_CONTRACT.callables["INFERENCE_OUTPUT_VALIDATOR"]
-    if not path:
-        pytest.skip("the node's default INFERENCE_OUTPUT_VALIDATOR is not wired into STARTER_CONTRACT yet")
-    node_validate = import_path(path, variable="INFERENCE_OUTPUT_VALIDATOR")
+def test_validation_matches_the_node_default_validation(challenge, output):
+    """Same verdict and normalisation as the node: its validator slot, then its output_type."""
+    from predictions.services import validated_output
+
+    node_validate = import_path(
+        STARTER_CONTRACT.callables["INFERENCE_OUTPUT_VALIDATOR"], variable="INFERENCE_OUTPUT_VALIDATOR"
+    )
+
+    def node_pipeline(value):
+        return validated_output(value, validator=node_validate, output_type=STARTER_CONTRACT.output_type)
+
     assert challenge_accepts(challenge["validation"].validate_output, output) == challenge_accepts(
-        node_validate, output
+        node_pipeline, output
     )
 
 

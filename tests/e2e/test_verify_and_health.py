@@ -78,8 +78,8 @@ def test_verify_e2e_rejects_nonsense_options(capsys):
 
 @time_machine.travel(NOW, tick=False)
 def test_worker_health_accepts_a_recent_heartbeat_on_this_host(capsys):
-    make_heartbeat(name="run_feed", host=socket.gethostname(), last_beat_at=NOW - timedelta(seconds=10))
-    call_command("worker_health", "run_feed", "--max-age", "30")
+    make_heartbeat(name="indexer", host=socket.gethostname(), last_beat_at=NOW - timedelta(seconds=10))
+    call_command("worker_health", "indexer", "--max-age", "30")
     assert "healthy: last heartbeat 10s ago" in capsys.readouterr().out
 
 
@@ -87,7 +87,7 @@ def test_worker_health_accepts_a_recent_heartbeat_on_this_host(capsys):
 @pytest.mark.parametrize(
     ("beat", "args", "message"),
     [
-        (None, [], "run_feed: no heartbeat on host"),
+        (None, [], "indexer: no heartbeat on host"),
         ({"last_beat_at": NOW - timedelta(seconds=90)}, [], r"last heartbeat 90s ago \(max 30s\)"),
         ({"last_beat_at": NOW, "stopped_at": NOW}, [], "stopped at"),
         ({"last_beat_at": NOW, "host": "elsewhere"}, [], "no heartbeat on host"),
@@ -96,20 +96,20 @@ def test_worker_health_accepts_a_recent_heartbeat_on_this_host(capsys):
 )
 def test_worker_health_fails_with_the_reason(beat, args, message):
     if beat is not None:
-        make_heartbeat(**{"name": "run_feed", "host": socket.gethostname(), **beat})
+        make_heartbeat(**{"name": "indexer", "host": socket.gethostname(), **beat})
     with pytest.raises(CommandError, match=message):
-        call_command("worker_health", "run_feed", "--max-age", "30", *args)
+        call_command("worker_health", "indexer", "--max-age", "30", *args)
 
 
 @time_machine.travel(NOW, tick=False)
 def test_worker_health_looks_at_the_newest_beat_only():
     host = socket.gethostname()
-    make_heartbeat(name="run_feed", host=host, last_beat_at=NOW - timedelta(seconds=5), stopped_at=NOW)
-    make_heartbeat(name="run_feed", host=host, last_beat_at=NOW - timedelta(hours=1))
+    make_heartbeat(name="indexer", host=host, last_beat_at=NOW - timedelta(seconds=5), stopped_at=NOW)
+    make_heartbeat(name="indexer", host=host, last_beat_at=NOW - timedelta(hours=1))
     with pytest.raises(CommandError, match="stopped"):
-        call_command("worker_health", "run_feed", "--max-age", "30")
-    make_heartbeat(name="run_feed", host=host, last_beat_at=NOW)
-    call_command("worker_health", "run_feed", "--max-age", "30")
+        call_command("worker_health", "indexer", "--max-age", "30")
+    make_heartbeat(name="indexer", host=host, last_beat_at=NOW)
+    call_command("worker_health", "indexer", "--max-age", "30")
     assert timezone.now() == NOW
 
 

@@ -253,4 +253,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Leaderboard, models, predictions, feeds, snapshots and checkpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "CheckpointStatusEnum": "checkpoints.choices.CheckpointStatus",
+        "PredictionStatusEnum": "predictions.choices.PredictionStatus",
+        "ModelStatusEnum": "predictions.choices.ModelStatus",
+        "FailureReasonEnum": "predictions.choices.FailureReason",
+    },
 }
+# Browsers may read the pagination header of cross-origin responses.
+CORS_EXPOSE_HEADERS = ["Link"]

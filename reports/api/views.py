@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 
 from coordinator_site.contract import competition_name, get_callable, get_contract
 from coordinator_site.transitions import InvalidTransition
+from predictions.models import ParticipantModel
 from reports import selectors
 from reports.api import openapi
 from reports.api import serializers as s
@@ -45,6 +46,11 @@ class ReportViewSet(viewsets.GenericViewSet):
     keyset_orderings = ("-id",)
     default_limit = 100
     max_limit = 1000
+
+    def get_queryset(self):
+        # Views over computed rows (leaderboard, schema, ...) have no queryset of their own; the
+        # browsable API still asks for one to build its filter form.
+        return self.queryset if self.queryset is not None else ParticipantModel.objects.none()
 
     def paged(self, queryset, serializer_class):
         page = self.paginate_queryset(self.filter_queryset(queryset))

@@ -332,11 +332,11 @@ class CheckpointViewSet(ReportViewSet):
     )
     @action(detail=False, url_path="latest/prizes", filter_backends=[], pagination_class=None)
     def latest_prizes(self, request):
-        from checkpoints.formats import prizes
-
         total = total_prize_param(request)
         checkpoint = self.latest_or_404()
         self.emission_or_404(checkpoint)
+        from checkpoints.formats import prizes
+
         return Response(
             s.LatestPrizesSerializer(
                 {
@@ -358,10 +358,10 @@ class CheckpointViewSet(ReportViewSet):
     @extend_schema(summary="Emission in coordinator-cli format (percent)", responses={200: s.CliFormatSerializer})
     @action(detail=True, url_path="emission/cli-format", filter_backends=[], pagination_class=None)
     def emission_cli_format(self, request, pk=None):
-        from checkpoints.formats import cli_format
-
         checkpoint = self.get_checkpoint()
         self.emission_or_404(checkpoint)
+        from checkpoints.formats import cli_format
+
         return Response(cli_format(checkpoint))
 
     @extend_schema(
@@ -372,11 +372,11 @@ class CheckpointViewSet(ReportViewSet):
     )
     @action(detail=True, url_path="prizes", filter_backends=[], pagination_class=None)
     def prizes(self, request, pk=None):
-        from checkpoints.formats import prizes
-
         total = total_prize_param(request)
         checkpoint = self.get_checkpoint()
         self.emission_or_404(checkpoint)
+        from checkpoints.formats import prizes
+
         return Response(prizes(checkpoint, total_prize=total))
 
     @extend_schema(
@@ -388,11 +388,11 @@ class CheckpointViewSet(ReportViewSet):
     )
     @action(detail=True, methods=["post"], url_path="confirm", filter_backends=[], pagination_class=None)
     def confirm(self, request, pk=None):
-        from checkpoints.services import InvalidTxHash, checkpoint_confirm
-
         checkpoint = self.get_checkpoint()
         body = s.ConfirmRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        from checkpoints.services import InvalidTxHash, checkpoint_confirm
+
         try:
             checkpoint_confirm(
                 checkpoint=checkpoint, tx_hash=body.validated_data["tx_hash"], actor=request_actor(request)
@@ -412,11 +412,11 @@ class CheckpointViewSet(ReportViewSet):
     )
     @action(detail=True, methods=["patch"], url_path="status", filter_backends=[], pagination_class=None)
     def set_status(self, request, pk=None):
-        from checkpoints.services import checkpoint_advance
-
         checkpoint = self.get_checkpoint()
         body = s.StatusRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        from checkpoints.services import checkpoint_advance
+
         try:
             checkpoint_advance(checkpoint=checkpoint, to=body.validated_data["status"], actor=request_actor(request))
         except InvalidTransition as exc:
@@ -469,11 +469,11 @@ class MerkleViewSet(ReportViewSet):
     )
     @action(detail=False, url_path="proof")
     def proof(self, request):
-        from checkpoints.merkle import proof_for_snapshot
-
         raw = request.query_params.get("snapshot_id", "")
         if not raw.isdigit() or len(raw) > 18:
             raise ValidationError({"snapshot_id": f"Required, a positive integer; got {raw!r}."})
+        from checkpoints.merkle import proof_for_snapshot
+
         proof = proof_for_snapshot(snapshot_id=int(raw))
         if proof is None:
             raise NotFound(f"No checkpoint commits snapshot {raw} yet.")

@@ -69,7 +69,9 @@ def test_write_with_a_revoked_admin_key_is_401(checkpoint, method, action, body)
 def test_write_with_the_key_in_the_query_string_is_401(checkpoint, method, action, body):
     _, raw = api_key_create(name="admin", scope="admin")
     response = getattr(APIClient(), method)(
-        f"/reports/checkpoints/{checkpoint.pk}/{action}?api_key={raw}", json.dumps(body), content_type="application/json"
+        f"/reports/checkpoints/{checkpoint.pk}/{action}?api_key={raw}",
+        json.dumps(body),
+        content_type="application/json",
     )
     assert response.status_code == 401
     assert "query string" in response.json()["detail"]
@@ -196,9 +198,7 @@ def test_admin_revoke_action_revokes():
     user = get_user_model().objects.get(username="staff")
     user.is_superuser = True
     user.save()
-    response = client.post(
-        "/admin/reports/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True
-    )
+    response = client.post("/admin/reports/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True)
     assert response.status_code == 200
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     assert APIClient().get("/reports/models", HTTP_X_API_KEY=raw).status_code == 401

@@ -285,7 +285,8 @@ def test_scores_are_json_numbers_never_nan(api, world):
     ]:
         response = api.get(path, params, HTTP_ACCEPT="application/json")
         assert response.status_code == 200
-        assert b"NaN" not in response.content and b"Infinity" not in response.content
+        assert b"NaN" not in response.content
+        assert b"Infinity" not in response.content
     rows = get_json(api, "/reports/predictions", {"projectIds": "alpha", "ordering": "performed_at"})
     assert [r["score_value"] for r in rows][:2] == [None, None]
 

@@ -34,6 +34,7 @@ from reports.api.pagination import KeysetPagination
 from reports.auth import ApiKeyAuthentication, ReportReadPermission, ReportWritePermission, request_actor
 
 DEFAULT_RANGE = timedelta(days=7)
+MIN_YEAR, MAX_YEAR = 1970, 9000
 
 
 class ReportViewSet(viewsets.GenericViewSet):
@@ -80,6 +81,9 @@ def time_range_param(request):
             bounds[name] = field.to_internal_value(raw)
         except serializers.ValidationError as exc:
             raise ValidationError({name: f"Not an ISO 8601 date-time: {raw!r} ({exc.detail[0]})"}) from None
+        if not MIN_YEAR <= bounds[name].year <= MAX_YEAR:
+            # Window arithmetic (end - 7 days, end - window) must stay inside datetime's range.
+            raise ValidationError({name: f"Year must be between {MIN_YEAR} and {MAX_YEAR}, got {raw!r}."})
     end = bounds["end"] or timezone.now()
     start = bounds["start"] or end - DEFAULT_RANGE
     if start > end:

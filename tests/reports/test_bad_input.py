@@ -129,6 +129,7 @@ def test_unknown_ids_are_404(admin, method, path):
         ("/reports/predictions", {"ordering": "model"}, "ordering"),
         ("/reports/predictions", {"config": "x"}, "config"),
         ("/reports/models/global", {"start": "not-a-date"}, "start"),
+        ("/reports/models/global", {"end": "0001-01-02T00:00:00Z"}, "end"),
         ("/reports/models/params", {"start": "2026-11-03T00:00:00Z", "end": "2026-11-02T00:00:00Z"}, "end"),
         ("/reports/models/metrics", {"end": "soon"}, "end"),
         ("/reports/models/metrics", {"limit": "-5"}, "limit"),

@@ -54,3 +54,12 @@ def test_leaderboard_reads_only_the_head_once_rendered(grown_world, django_asser
     with django_assert_num_queries(1):
         response = client.get("/reports/leaderboard", HTTP_ACCEPT="application/json")
     assert [r["model_id"] for r in response.json()] == ["alpha", "beta"]
+
+
+def test_leaderboard_skips_the_head_query_within_the_recheck_interval(grown_world, django_assert_num_queries, settings):
+    settings.REPORTS_LEADERBOARD_RECHECK_SECONDS = 3600
+    client = APIClient()
+    client.get("/reports/leaderboard", HTTP_ACCEPT="application/json")
+    with django_assert_num_queries(0):
+        response = client.get("/reports/leaderboard", HTTP_ACCEPT="application/json")
+    assert [r["model_id"] for r in response.json()] == ["alpha", "beta"]

@@ -33,6 +33,7 @@ lint: venv
 	 else echo "check_layers.py not found next to this checkout: import-flow check skipped"; fi
 	SECRET_KEY=ci $(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=ci $(BIN)/python manage.py check
+	SECRET_KEY=ci $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 fmt: venv
 	$(BIN)/ruff format .

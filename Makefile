@@ -74,6 +74,7 @@ lint: venv
 	 else echo "check_layers.py not found next to this checkout: import-flow check skipped"; fi
 	SECRET_KEY=ci $(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=ci $(BIN)/python manage.py check
+	SECRET_KEY=ci $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
 	 else echo "docker compose plugin not installed: docker-compose.yml not validated"; fi
 

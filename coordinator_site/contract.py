@@ -223,7 +223,7 @@ STARTER_CONTRACT = CrunchContract(
         "MODEL_SCORE_AGGREGATOR": None,
         "LEADERBOARD_RANKER": "scoring.ranking:rank_entries",
         "EMISSION_BUILDER": "checkpoints.emission:build_tiered_emission",
-        "REPORT_SCHEMA_PROVIDER": None,
+        "REPORT_SCHEMA_PROVIDER": "reports.schema:default_report_schema",
     },
 )
 

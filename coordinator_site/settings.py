@@ -225,6 +225,8 @@ DATA_PROVIDER_PUBKEY = env.str("DATA_PROVIDER_PUBKEY", default="")
 
 # --- Reports (DESIGN.md §10) ------------------------------------------------------------
 REPORTS_REQUIRE_AUTH = env.bool("REPORTS_REQUIRE_AUTH", default=False)
+# How often each web process re-checks which leaderboard is the newest (0: on every request).
+REPORTS_LEADERBOARD_RECHECK_SECONDS = env.float("REPORTS_LEADERBOARD_RECHECK_SECONDS", default=1.0)
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -241,4 +243,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Leaderboard, models, predictions, feeds, snapshots and checkpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "CheckpointStatusEnum": "checkpoints.choices.CheckpointStatus",
+        "PredictionStatusEnum": "predictions.choices.PredictionStatus",
+        "ModelStatusEnum": "predictions.choices.ModelStatus",
+        "FailureReasonEnum": "predictions.choices.FailureReason",
+    },
 }
+# Browsers may read the pagination header of cross-origin responses.
+CORS_EXPOSE_HEADERS = ["Link"]

@@ -5,5 +5,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("reports.pages.urls")),
+    path("", include("reports.urls")),  # /healthz, /info, /reports/..., /api/schema/, /api/docs/
+    path("", include("reports.pages.urls")),  # the HTML pages
 ]

@@ -6,8 +6,6 @@ database, and the models directory. `--spec` generates the spec's workspace into
 folder and checks that configuration instead of the running one.
 """
 
-import importlib.util
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -18,9 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.test.utils import override_settings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from coordinator_site.contract import SLOT_PARAMETERS, get_callable, get_contract, import_path, resolve_slot, slot_path
+from coordinator_site.contract import SLOT_PARAMETERS, get_callable, get_contract, resolve_slot, slot_path
 
 # Used only when the feeds app has no provider registry to ask.
 KNOWN_FEED_SOURCES = ("pyth", "binance", "synthetic", "csv")
@@ -35,20 +32,6 @@ class CheckResult:
 
     def line(self) -> str:
         return f"{'ok' if self.ok else 'FAIL':<4}  {self.name:<36} {self.detail}"
-
-
-class PredictionConfigEntry(BaseModel):
-    """One entry of `scheduled_prediction_configs.json` (a JSON list of these)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    scope_key: str = Field(min_length=1, max_length=128)
-    scope_template: dict[str, Any] = Field(default_factory=dict)
-    interval_seconds: int = Field(ge=1)
-    horizon_seconds: int = Field(ge=0)
-    active: bool = True
-    order: int = 0
-    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 def run_checks() -> list[CheckResult]:
@@ -92,31 +75,19 @@ def check_callables() -> list[CheckResult]:
 
 
 def check_prediction_configs() -> CheckResult:
-    """PREDICTION_CONFIGS_PATH is a JSON list of well-formed, uniquely keyed schedules on configured subjects."""
+    """PREDICTION_CONFIGS_PATH parses with the predict worker's own reader, on configured subjects."""
+    from predictions.configs import ConfigFileError, read_configs
+
     name = "prediction configs"
     path = Path(settings.PREDICTION_CONFIGS_PATH)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = read_configs(path)
+    except ConfigFileError as exc:
+        return CheckResult(name, False, str(exc))
     except OSError as exc:
         return CheckResult(name, False, f"PREDICTION_CONFIGS_PATH={path}: cannot be read ({exc.strerror or exc})")
-    except json.JSONDecodeError as exc:
-        return CheckResult(name, False, f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}")
-    if not isinstance(data, list) or not data:
+    if not entries:
         return CheckResult(name, False, f"{path}: expected a non-empty JSON list of schedules")
-    entries = []
-    for index, item in enumerate(data):
-        try:
-            entries.append(PredictionConfigEntry.model_validate(item))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                for e in exc.errors()
-            )
-            return CheckResult(name, False, f"{path}: entry {index}: {problems}")
-    keys = [entry.scope_key for entry in entries]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        return CheckResult(name, False, f"{path}: duplicate scope_keys {duplicates}")
     for entry in entries:
         subject = entry.scope_template.get("subject")
         if subject is not None and subject not in settings.FEED_SUBJECTS:
@@ -126,7 +97,8 @@ def check_prediction_configs() -> CheckResult:
                 f"{path}: {entry.scope_key} asks for subject {subject!r}, not in FEED_SUBJECTS {settings.FEED_SUBJECTS}",
             )
     active = sum(entry.active for entry in entries)
-    return CheckResult(name, True, f"{path}: {len(entries)} schedules ({active} active): {', '.join(keys)}")
+    keys = ", ".join(entry.scope_key for entry in entries)
+    return CheckResult(name, True, f"{path}: {len(entries)} schedules ({active} active): {keys}")
 
 
 def check_feed() -> CheckResult:
@@ -184,54 +156,31 @@ def check_database() -> CheckResult:
 
 
 def check_models_directory() -> CheckResult:
-    """MODELS_DIR holds model folders whose `main.py` defines a loadable subclass of MODEL_BASE_CLASSNAME."""
+    """MODELS_DIR loads with the local gateway the predict worker uses: every folder joins."""
+    from predictions.gateway.local import LocalModelGateway, ModelLoadError
+
     name = "models directory"
     directory = Path(settings.MODELS_DIR)
     if not directory.is_dir():
         return CheckResult(name, False, f"MODELS_DIR={directory} is not a directory")
+    gateway = LocalModelGateway(
+        models_dir=directory, base_classname=settings.MODEL_BASE_CLASSNAME, timeout=settings.MODEL_CALL_TIMEOUT_SECONDS
+    )
     try:
-        base = import_path(settings.MODEL_BASE_CLASSNAME, variable="MODEL_BASE_CLASSNAME")
-    except Exception as exc:
-        return CheckResult(name, False, _error(exc))
-    if not isinstance(base, type):
-        return CheckResult(name, False, f"MODEL_BASE_CLASSNAME={settings.MODEL_BASE_CLASSNAME!r} is not a class")
-    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    folders = [folder for folder in folders if (folder / "main.py").is_file()]
-    if not folders:
+        gateway.start()
+    except (ModelLoadError, ImportError) as exc:
+        return CheckResult(name, False, f"MODEL_BASE_CLASSNAME={settings.MODEL_BASE_CLASSNAME!r}: {_error(exc)}")
+    finally:
+        gateway.close()
+    if gateway.load_errors:
+        folder, (_, reason) = sorted(gateway.load_errors.items())[0]
+        return CheckResult(name, False, f"{directory}: model {folder!r}: {reason}")
+    if not gateway.models:
         return CheckResult(
             name, False, f"MODELS_DIR={directory}: no model folders (one sub-folder per model with main.py)"
         )
-    loaded = []
-    for folder in folders:
-        try:
-            model_class = _load_model_class(folder, base)
-            model_class()
-        except Exception as exc:
-            return CheckResult(name, False, f"{directory}: model {folder.name!r}: {_error(exc)}")
-        loaded.append(f"{folder.name} ({model_class.__name__})")
-    return CheckResult(name, True, f"{directory}: {len(loaded)} models load: {', '.join(loaded)}")
-
-
-def _load_model_class(folder: Path, base: type) -> type:
-    """The model class of one folder, imported in a namespace of its own (as the model node does)."""
-    base_package = base.__module__.partition(".")[0]
-    module_name = f"_doctor_model_{folder.name}_main"
-    spec = importlib.util.spec_from_file_location(module_name, folder / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(folder))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(folder))
-    for obj in vars(module).values():
-        if (
-            isinstance(obj, type)
-            and issubclass(obj, base)
-            and obj is not base
-            and obj.__module__.partition(".")[0] != base_package
-        ):
-            return obj
-    raise LookupError(f"main.py defines no subclass of {settings.MODEL_BASE_CLASSNAME}")
+    loaded = ", ".join(f"{folder} ({m.identity.model_id})" for folder, m in sorted(gateway.models.items()))
+    return CheckResult(name, True, f"{directory}: {len(gateway.models)} models load: {loaded}")
 
 
 def settings_for_env(env: dict[str, str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from checkpoints.models import Checkpoint
 from checkpoints.selectors import next_checkpoint_period
@@ -364,50 +364,36 @@ def config_choices() -> list[tuple[str, str]]:
 
 
 def feed_overview(*, now: datetime) -> list[dict[str, Any]]:
-    """Per stream: state, record count, oldest/newest record, lag and the recent tape's prices.
+    """Per stream: feeds' summary (counts, bounds, watermark), health level, lag and recent prices.
 
-    Two queries per stream (count + bounds in one aggregate, the newest TAPE_CHART_RECORDS
-    records) plus one for the ingestion states: streams are few (one per configured subject).
+    Builds on `feeds.selectors.feed_summaries()` (record counts kept on the ingestion state, no
+    COUNT(*) over the tape); one more query per stream for the chart's recent records.
     """
     states = {
         FeedDims(s.source, s.subject, s.kind, s.granularity): s
         for s in FeedIngestionState.objects.order_by("source", "subject", "kind", "granularity")
     }
-    streams = list(states)
-    for dims in feed_streams_configured():
-        if dims not in states:
-            streams.append(dims)
     rows = []
-    for dims in streams:
+    for summary in tape.feed_summaries():
+        dims = FeedDims(summary["source"], summary["subject"], summary["kind"], summary["granularity"])
         state = states.get(dims)
-        stats = tape.records(dims).aggregate(count=Count("id"), oldest=Min("ts_event"))
         recent = tape.latest(dims, TAPE_CHART_RECORDS)
-        newest = recent[-1].ts_event if recent else None
+        newest = summary["newest_ts"]
         level, reason = feed_level(state, now=now) if state else (RED, "no ingestion state: run_feed has not polled it")
         rows.append(
             {
+                **summary,
                 "dims": dims,
                 "label": str(dims),
                 "state": state,
                 "level": level,
                 "reason": reason,
-                "record_count": stats["count"],
-                "oldest_ts": stats["oldest"],
-                "newest_ts": newest,
                 "lag": now - newest if newest else None,
                 "last_price": record_price(dims.kind, recent[-1].values) if recent else None,
                 "prices": [(r.ts_event, record_price(dims.kind, r.values)) for r in recent],
             }
         )
     return rows
-
-
-def feed_streams_configured() -> list[FeedDims]:
-    """The streams the settings ask run_feed to ingest (FEED_SOURCE x FEED_SUBJECTS)."""
-    return [
-        FeedDims(settings.FEED_SOURCE, subject, settings.FEED_KIND, settings.FEED_GRANULARITY)
-        for subject in settings.FEED_SUBJECTS
-    ]
 
 
 # --- Checkpoints ------------------------------------------------------------------------------

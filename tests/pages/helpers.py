@@ -4,15 +4,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from checkpoints.models import CheckpointTransition
+from feeds.dims import NormalizedRecord
+from feeds.models import FeedIngestionState
+from feeds.services import ingest_records
 from predictions.choices import FailureReason, PredictionStatus
 from predictions.models import ModelDeployment
 from scoring.models import Leaderboard
 from tests.factories import (
     make_checkpoint,
     make_config,
-    make_feed_record,
     make_heartbeat,
-    make_ingestion_state,
     make_input,
     make_model,
     make_prediction,
@@ -98,13 +99,14 @@ def seed_node(*, now: datetime, inputs_per_config: int = 6, tape_minutes: int = 
         meta={"ranking_key": "score_recent", "ranking_direction": "asc"},
     )
     newest = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    tape = []
     for minute in range(tape_minutes):
         close = 60000 + 25 * ((minute * 7) % 13) - 3 * minute
-        make_feed_record(
-            ts_event=newest - timedelta(minutes=tape_minutes - 1 - minute),
-            values={"open": close - 5, "high": close + 10, "low": close - 10, "close": close, "volume": 1.5},
-        )
-    make_ingestion_state(last_event_ts=newest, last_polled_at=now)
+        values = {"open": close - 5, "high": close + 10, "low": close - 10, "close": close, "volume": 1.5}
+        ts_event = newest - timedelta(minutes=tape_minutes - 1 - minute)
+        tape.append(NormalizedRecord("synthetic", "BTC", "candle", "1m", ts_event, values))
+    ingest_records(tape)  # the real ingest path: watermark and record count as run_feed keeps them
+    FeedIngestionState.objects.filter(source="synthetic").update(last_polled_at=now)
     seeded.checkpoint = make_checkpoint(
         period_start=now - timedelta(days=14),
         status="SUBMITTED",

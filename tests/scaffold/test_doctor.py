@@ -93,14 +93,17 @@ def test_doctor_catches_a_callable_with_the_wrong_signature(workspace):
 @pytest.mark.parametrize(
     ("content", "detail"),
     [
-        ("[{", "malformed JSON"),
-        ("{}", "expected a non-empty JSON list"),
-        ('[{"scope_key": "a", "interval_seconds": 60, "horizon_seconds": 60, "every": 5}]', "every: unknown key"),
+        ("[{", "invalid JSON"),
+        ("{}", "expected a JSON array of config objects"),
+        (
+            '[{"scope_key": "a", "interval_seconds": 60, "horizon_seconds": 60, "every": 5}]',
+            "every: Extra inputs are not permitted",
+        ),
         ('[{"scope_key": "a", "interval_seconds": 0, "horizon_seconds": 60}]', "interval_seconds"),
         (
             '[{"scope_key": "a", "interval_seconds": 60, "horizon_seconds": 60},'
             ' {"scope_key": "a", "interval_seconds": 30, "horizon_seconds": 60}]',
-            "duplicate scope_keys ['a']",
+            "duplicate scope_key 'a'",
         ),
         (
             '[{"scope_key": "a", "scope_template": {"subject": "DOGE"}, "interval_seconds": 60, "horizon_seconds": 60}]',
@@ -116,7 +119,7 @@ def test_doctor_catches_malformed_prediction_configs(workspace, tmp_path, conten
 
 def test_doctor_catches_a_missing_prediction_configs_file(workspace, tmp_path):
     assert_only_failure(
-        workspace.env, "prediction configs", "cannot be read", PREDICTION_CONFIGS_PATH=str(tmp_path / "none.json")
+        workspace.env, "prediction configs", "cannot read", PREDICTION_CONFIGS_PATH=str(tmp_path / "none.json")
     )
 
 
@@ -149,7 +152,10 @@ def test_doctor_catches_a_model_that_fails_to_load(workspace, tmp_path):
     (models / "broken").mkdir(parents=True)
     (models / "broken" / "main.py").write_text("raise RuntimeError('no weights found')\n")
     assert_only_failure(
-        workspace.env, "models directory", "model 'broken': RuntimeError: no weights found", MODELS_DIR=str(models)
+        workspace.env,
+        "models directory",
+        "model 'broken': SETUP_FAILED: importing main: RuntimeError: no weights found",
+        MODELS_DIR=str(models),
     )
 
 
@@ -160,7 +166,7 @@ def test_doctor_catches_a_model_without_a_subclass_of_the_base_class(workspace, 
     assert_only_failure(
         workspace.env,
         "models directory",
-        "defines no subclass of crunch_btc_demo.model.ModelBaseClass",
+        "BAD_IMPLEMENTATION: no subclass of crunch_btc_demo.model.ModelBaseClass",
         MODELS_DIR=str(models),
     )
 

@@ -1,0 +1,226 @@
+"""Report-API throughput under gunicorn (2 workers) on loopback, against Postgres.
+
+Seeds (once) 1,000 models, 1,000 inputs and 1,000,000 predictions (+ a score each) and a
+1,000-row leaderboard into its own database, starts gunicorn, then sends a fixed number of
+requests at a fixed concurrency to /reports/leaderboard, /reports/predictions?limit=100 and
+/info (a trivial JSON view of the same server), and prints requests/s and p99 for each.
+
+    /work/venv/bin/python bench/api_throughput.py --requests 2000 --concurrency 8
+
+The load generator runs on the same machine as the server (2 cores here): figures are relative.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS, INPUTS = 1000, 1000
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def seed() -> None:
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from predictions.models import Input, ParticipantModel, Prediction, PredictionConfig
+    from scoring.models import Leaderboard
+
+    if Prediction.objects.count() == MODELS * INPUTS and Leaderboard.objects.exists():
+        print("seed: already there")
+        return
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE scoring_score, predictions_prediction, predictions_input, predictions_predictionconfig, "
+            "predictions_model, scoring_leaderboard CASCADE"
+        )
+    with transaction.atomic():
+        models = ParticipantModel.objects.bulk_create(
+            ParticipantModel(
+                model_id=f"model-{i:04d}", name=f"Model {i}", cruncher_id=f"c{i}", cruncher_name=f"Cruncher {i}"
+            )
+            for i in range(MODELS)
+        )
+        config = PredictionConfig.objects.create(
+            scope_key="BTC-5m", scope_template={"subject": "BTC"}, interval_seconds=60, horizon_seconds=300
+        )
+        Input.objects.bulk_create(
+            Input(
+                config=config,
+                scheduled_for=T0 + timedelta(minutes=i),
+                scope={"subject": "BTC", "scope_key": "BTC-5m"},
+                as_of=T0 + timedelta(minutes=i),
+                resolvable_at=T0 + timedelta(minutes=i + 5),
+                status="RESOLVED",
+            )
+            for i in range(INPUTS)
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO predictions_prediction (input_id, model_id, config_id, scope_key, deployment_id, status,
+                    failure_reason, failure_detail, output, exec_time_us, performed_at, resolvable_at)
+                SELECT i.id, m.id, i.config_id, 'BTC-5m', '', 'SCORED', '', '',
+                       jsonb_build_object('p_up', ((m.id * 7 + i.id) % 100) / 100.0), 1000, i.scheduled_for, i.resolvable_at
+                FROM predictions_input i CROSS JOIN predictions_model m
+                """
+            )
+            cursor.execute(
+                """
+                INSERT INTO scoring_score (prediction_id, model_id, input_id, scope_key, performed_at, value, result,
+                    success, failed_reason, scored_at)
+                SELECT p.id, p.model_id, p.input_id, p.scope_key, p.performed_at, ((p.id % 97) / 97.0) ^ 2,
+                       '{}'::jsonb, true, '', p.resolvable_at
+                FROM predictions_prediction p
+                """
+            )
+        entries = [
+            {
+                "model_id": m.model_id,
+                "model_name": m.name,
+                "cruncher_id": m.cruncher_id,
+                "cruncher_name": m.cruncher_name,
+                "rank": rank,
+                "metrics": {"score_recent": 0.1 + rank / 10000, "score_steady": 0.2, "score_anchor": 0.25},
+                "score_ranking": {"key": "score_recent", "value": 0.1 + rank / 10000, "direction": "asc"},
+                "coverage": 1.0,
+                "prediction_count": INPUTS,
+                "scored_count": INPUTS,
+            }
+            for rank, m in enumerate(models, start=1)
+        ]
+        Leaderboard.objects.create(created_at=T0 + timedelta(days=1), entries=entries, meta={})
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"seed: {MODELS} models, {MODELS * INPUTS} predictions + scores in {time.perf_counter() - started:.0f}s")
+
+
+def load(url: str, *, requests: int, concurrency: int) -> tuple[float, float, float, int]:
+    """Send `requests` GETs from `concurrency` threads; (req/s, p50 ms, p99 ms, response bytes)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    size = 0
+
+    def worker():
+        nonlocal size
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+                    body = response.read()
+                    status = response.status
+            except Exception as exc:
+                with lock:
+                    errors.append(str(exc))
+                continue
+            elapsed = time.perf_counter() - t
+            with lock:
+                latencies.append(elapsed)
+                size = len(body)
+                if status != 200:
+                    errors.append(f"HTTP {status}")
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{url}: {len(errors)} errors, e.g. {errors[0]}")
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return requests / wall, statistics.median(latencies) * 1000, p99 * 1000, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db-url", default="postgres://postgres@127.0.0.1:5432/coord_api_bench")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seed-only", action="store_true")
+    args = parser.parse_args()
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": args.db_url,
+        "SECRET_KEY": "bench-secret-key-bench-secret-key-bench-secret-key",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("PYTEST_VERSION", None)
+    ensure_database(args.db_url)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coordinator_site.settings")
+    sys.path.insert(0, str(ROOT))
+    seed()
+    if args.seed_only:
+        return
+
+    gunicorn = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "coordinator_site.wsgi:application",
+        "--workers", "2",
+        "--bind", f"127.0.0.1:{args.port}",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/info", timeout=1).read()  # noqa: S310
+                break
+            except OSError:
+                time.sleep(0.1)
+        targets = {
+            "trivial /info": f"{base}/info",
+            "/reports/leaderboard": f"{base}/reports/leaderboard",
+            "/reports/predictions?limit=100": f"{base}/reports/predictions?limit=100",
+        }
+        for url in targets.values():  # warm both workers (connections, caches)
+            load(url, requests=20, concurrency=4)
+        print(f"gunicorn 2 sync workers, {args.requests} requests per endpoint, concurrency {args.concurrency}")
+        print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bytes':>9}")
+        results = {}
+        for name, url in targets.items():
+            rps, p50, p99, size = load(url, requests=args.requests, concurrency=args.concurrency)
+            results[name] = rps
+            print(f"{name:34} {rps:8.0f} {p50:8.1f} {p99:8.1f} {size:9d}")
+        ratio = results["/reports/leaderboard"] / results["trivial /info"]
+        print(f"leaderboard / trivial = {ratio:.2f} (target >= 0.70)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

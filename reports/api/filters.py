@@ -1,0 +1,110 @@
+"""django-filter filtersets: one per listed model. Bad values are a 400 naming the parameter."""
+
+import django_filters
+from django import forms
+from django_filters.widgets import CSVWidget
+
+from checkpoints.choices import CheckpointStatus
+from checkpoints.models import Checkpoint
+from feeds.models import FeedRecord
+from predictions.choices import FailureReason, PredictionStatus
+from predictions.models import Prediction
+from scoring.models import Snapshot
+
+
+class RepeatedCSVWidget(CSVWidget):
+    """Accepts `projectIds=a,b`, `projectIds=a&projectIds=b`, or both."""
+
+    def value_from_datadict(self, data, files, name):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+        parts = [part.strip() for value in values if value for part in str(value).split(",")]
+        parts = [part for part in parts if part]
+        return parts or None
+
+
+class ModelIdsField(forms.Field):
+    widget = RepeatedCSVWidget
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value and len(value) > 1000:
+            raise forms.ValidationError("At most 1000 model ids.")
+        return value
+
+
+class ModelIdsFilter(django_filters.Filter):
+    field_class = ModelIdsField
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__in": value})
+
+
+class TimeRangeMixin:
+    """The two bounds named in `range_params` (ISO 8601 with `Z` or an offset; naive = UTC) in order."""
+
+    range_params = ("start", "end")
+
+    def is_valid(self):
+        valid = super().is_valid()
+        if valid:
+            low, high = (self.form.cleaned_data.get(name) for name in self.range_params)
+            if low and high and low > high:
+                self.form.add_error(
+                    self.range_params[1], f"{self.range_params[1]} must not be before {self.range_params[0]}."
+                )
+                return False
+        return valid
+
+
+class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
+    projectIds = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
+    model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
+    scope_key = django_filters.CharFilter(field_name="scope_key")
+    config = django_filters.NumberFilter(field_name="config_id", help_text="PredictionConfig id.")
+    status = django_filters.ChoiceFilter(choices=PredictionStatus.choices)
+    failure_reason = django_filters.ChoiceFilter(choices=FailureReason.choices)
+    start = django_filters.IsoDateTimeFilter(
+        field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start"
+    )
+    end = django_filters.IsoDateTimeFilter(field_name="performed_at", lookup_expr="lt", help_text="performed_at < end")
+
+    class Meta:
+        model = Prediction
+        fields = []
+
+
+class SnapshotFilter(TimeRangeMixin, django_filters.FilterSet):
+    range_params = ("since", "until")
+
+    model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
+    since = django_filters.IsoDateTimeFilter(
+        field_name="period_start", lookup_expr="gte", help_text="period_start >= since"
+    )
+    until = django_filters.IsoDateTimeFilter(
+        field_name="period_start", lookup_expr="lt", help_text="period_start < until"
+    )
+
+    class Meta:
+        model = Snapshot
+        fields = []
+
+
+class FeedRecordFilter(django_filters.FilterSet):
+    source = django_filters.CharFilter()
+    subject = django_filters.CharFilter()
+    kind = django_filters.CharFilter()
+    granularity = django_filters.CharFilter()
+
+    class Meta:
+        model = FeedRecord
+        fields = []
+
+
+class CheckpointFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=CheckpointStatus.choices)
+
+    class Meta:
+        model = Checkpoint
+        fields = []

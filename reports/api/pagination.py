@@ -1,0 +1,140 @@
+"""Keyset (cursor) pagination that returns bare JSON arrays with a `Link: <…>; rel="next"` header.
+
+The reference web UI reads bare arrays, so the page is never wrapped in an envelope. The cursor
+is the (ordering value, id) of the last row served; the next page is `WHERE (value, id)` after
+it, which stays fast on append-only tables of any size (no OFFSET).
+"""
+
+import base64
+import json
+from datetime import datetime
+
+from django.db.models import DateTimeField, Q
+from django.utils.dateparse import parse_datetime
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import BasePagination
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+
+def parse_limit(request, *, default: int, maximum: int, name: str = "limit") -> int:
+    """The `limit` query parameter as an int in [1, maximum]; a clear 400 otherwise."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({name: f"Must be an integer between 1 and {maximum}, got {raw!r}."}) from None
+    if not 1 <= value <= maximum:
+        raise ValidationError({name: f"Must be between 1 and {maximum}, got {value}."})
+    return value
+
+
+class KeysetPagination(BasePagination):
+    """`?limit=` (default/maximum per view) and `?cursor=` (opaque); orderings chosen by `?ordering=`.
+
+    Views set `keyset_orderings` (allowed `ordering` values, first = default; each is one field,
+    `-` for descending, with the primary key as tie-breaker), `default_limit` and `max_limit`.
+    """
+
+    limit_query_param = "limit"
+    cursor_query_param = "cursor"
+    ordering_query_param = "ordering"
+
+    def __init__(self):
+        self.next_url = None
+
+    @staticmethod
+    def view_config(view):
+        orderings = getattr(view, "keyset_orderings", ("-id",))
+        return orderings, getattr(view, "default_limit", 100), getattr(view, "max_limit", 1000)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        orderings, default_limit, max_limit = self.view_config(view)
+        ordering = request.query_params.get(self.ordering_query_param) or orderings[0]
+        if ordering not in orderings:
+            raise ValidationError({self.ordering_query_param: f"Must be one of {list(orderings)}, got {ordering!r}."})
+        limit = parse_limit(request, default=default_limit, maximum=max_limit, name=self.limit_query_param)
+        descending = ordering.startswith("-")
+        field = ordering.lstrip("-")
+        model_field = queryset.model._meta.get_field(field)
+        cursor = request.query_params.get(self.cursor_query_param)
+        if cursor:
+            value, pk = self.decode_cursor(cursor, is_datetime=isinstance(model_field, DateTimeField))
+            after = "lt" if descending else "gt"
+            if model_field.primary_key:
+                queryset = queryset.filter(**{f"pk__{after}": pk})
+            else:
+                queryset = queryset.filter(Q(**{f"{field}__{after}": value}) | Q(**{field: value, f"pk__{after}": pk}))
+        order = [ordering] if model_field.primary_key else [ordering, "-pk" if descending else "pk"]
+        rows = list(queryset.order_by(*order)[: limit + 1])
+        self.next_url = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            url = request.build_absolute_uri()
+            url = replace_query_param(url, self.cursor_query_param, self.encode_cursor(getattr(last, field), last.pk))
+            self.next_url = url
+        return rows
+
+    @staticmethod
+    def encode_cursor(value, pk) -> str:
+        text = value.isoformat() if isinstance(value, datetime) else value
+        return base64.urlsafe_b64encode(json.dumps([text, pk]).encode()).decode().rstrip("=")
+
+    def decode_cursor(self, cursor: str, *, is_datetime: bool):
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+            if not isinstance(pk, int) or isinstance(pk, bool):
+                raise ValueError("bad id")
+            if is_datetime:
+                parsed = parse_datetime(value) if isinstance(value, str) else None
+                if parsed is None or parsed.tzinfo is None:
+                    raise ValueError("bad time")
+                value = parsed
+            elif value is not None and not isinstance(value, str | int):
+                raise ValueError("bad value")
+        except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+            raise ValidationError(
+                {self.cursor_query_param: "Invalid cursor: use the Link header of a previous page."}
+            ) from None
+        return value, pk
+
+    def get_paginated_response(self, data):
+        headers = {"Link": f'<{self.next_url}>; rel="next"'} if self.next_url else {}
+        return Response(data, headers=headers)
+
+    def get_paginated_response_schema(self, schema):
+        return schema  # a bare array: pages are linked by the Link header only
+
+    def get_schema_operation_parameters(self, view):
+        orderings, default_limit, max_limit = self.view_config(view)
+        params = [
+            {
+                "name": self.limit_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Page size (1..{max_limit}, default {default_limit}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
+            },
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": 'Opaque cursor; follow the `Link: <…>; rel="next"` response header.',
+                "schema": {"type": "string"},
+            },
+        ]
+        if len(orderings) > 1:
+            params.append(
+                {
+                    "name": self.ordering_query_param,
+                    "required": False,
+                    "in": "query",
+                    "description": f"Order of the rows (default {orderings[0]}).",
+                    "schema": {"type": "string", "enum": list(orderings), "default": orderings[0]},
+                }
+            )
+        return params

@@ -1,0 +1,556 @@
+"""The report API: read-only viewsets under /reports plus two checkpoint writes.
+
+Every list is a bare JSON array, always ordered; large ones are paged by `limit` + `cursor`
+with a `Link: <…>; rel="next"` header. Paths have no trailing slash (the router is built with
+`trailing_slash=False`) and static routes come before parameterised ones.
+"""
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from coordinator_site.contract import competition_name, get_callable, get_contract
+from coordinator_site.transitions import InvalidTransition
+from predictions.models import ParticipantModel
+from reports import selectors
+from reports.api import openapi
+from reports.api import serializers as s
+from reports.api.filters import CheckpointFilter, FeedRecordFilter, PredictionFilter, SnapshotFilter
+from reports.api.pagination import KeysetPagination
+from reports.auth import ApiKeyAuthentication, ReportReadPermission, ReportWritePermission, request_actor
+
+DEFAULT_RANGE = timedelta(days=7)
+MIN_YEAR, MAX_YEAR = 1970, 9000
+
+
+class ReportViewSet(viewsets.GenericViewSet):
+    """Base of every /reports viewset: auth, filters, keyset pagination, read permission."""
+
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [ReportReadPermission]
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = KeysetPagination
+    filterset_class = None
+    keyset_orderings = ("-id",)
+    default_limit = 100
+    max_limit = 1000
+
+    def get_queryset(self):
+        # Views over computed rows (leaderboard, schema, ...) have no queryset of their own; the
+        # browsable API still asks for one to build its filter form.
+        return self.queryset if self.queryset is not None else ParticipantModel.objects.none()
+
+    def paged(self, queryset, serializer_class):
+        page = self.paginate_queryset(self.filter_queryset(queryset))
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def model_ids_param(request) -> list[str]:
+    """`projectIds` (or `model_id`): comma-joined and/or repeated."""
+    values = request.query_params.getlist("projectIds") + request.query_params.getlist("model_id")
+    ids = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if len(ids) > 1000:
+        raise ValidationError({"projectIds": "At most 1000 model ids."})
+    return ids
+
+
+def time_range_param(request):
+    """`start`/`end` ISO 8601 (`Z` or an offset; naive means UTC); default the last 7 days."""
+    field = serializers.DateTimeField()
+    bounds = {}
+    for name in ("start", "end"):
+        raw = request.query_params.get(name)
+        if raw in (None, ""):
+            bounds[name] = None
+            continue
+        try:
+            bounds[name] = field.to_internal_value(raw)
+        except serializers.ValidationError as exc:
+            raise ValidationError({name: f"Not an ISO 8601 date-time: {raw!r} ({exc.detail[0]})"}) from None
+        if not MIN_YEAR <= bounds[name].year <= MAX_YEAR:
+            # Window arithmetic (end - 7 days, end - window) must stay inside datetime's range.
+            raise ValidationError({name: f"Year must be between {MIN_YEAR} and {MAX_YEAR}, got {raw!r}."})
+    end = bounds["end"] or timezone.now()
+    start = bounds["start"] or end - DEFAULT_RANGE
+    if start > end:
+        raise ValidationError({"end": "end must not be before start."})
+    return start, end
+
+
+# --- Leaderboard -------------------------------------------------------------------------------
+
+# The rendered JSON of the newest leaderboard, per process. A leaderboard row never changes once
+# written (a new ranking is a new row), so its id is a complete cache key; which row is newest is
+# re-checked (one indexed query) at most every REPORTS_LEADERBOARD_RECHECK_SECONDS.
+_leaderboard_cache: dict[str, object] = {"id": None, "body": b"[]", "checked_at": None}
+
+
+class LeaderboardViewSet(ReportViewSet):
+    pagination_class = None
+    filter_backends = []
+
+    @extend_schema(
+        summary="The newest leaderboard",
+        description="Rows of the newest leaderboard ordered by rank (ties share a rank; unranked "
+        "models last). Each window's value is also flattened at the top level of its row.",
+        responses={200: openapi.LEADERBOARD_ROWS},
+    )
+    def list(self, request):
+        if type(request.accepted_renderer) is not JSONRenderer:  # the browsable API
+            return Response(selectors.leaderboard_rows())
+        now = time.monotonic()
+        checked_at = _leaderboard_cache["checked_at"]
+        if checked_at is None or now - checked_at >= settings.REPORTS_LEADERBOARD_RECHECK_SECONDS:
+            head = selectors.leaderboard_head()
+            board_id = head[0] if head else None
+            if board_id is None or board_id != _leaderboard_cache["id"]:
+                body = JSONRenderer().render(selectors.leaderboard_rows(leaderboard_id=board_id))
+                _leaderboard_cache.update(id=board_id, body=body)
+            _leaderboard_cache["checked_at"] = now
+        return HttpResponse(_leaderboard_cache["body"], content_type="application/json")
+
+
+# --- Models ------------------------------------------------------------------------------------
+
+RANGE_PARAMS = [
+    OpenApiParameter("projectIds", OpenApiTypes.STR, description="Model ids, comma-joined (`a,b`) or repeated."),
+    OpenApiParameter("start", OpenApiTypes.DATETIME, description="ISO 8601 (`Z` or offset). Default: end - 7 days."),
+    OpenApiParameter("end", OpenApiTypes.DATETIME, description="ISO 8601 (`Z` or offset). Default: now."),
+]
+
+
+class ModelViewSet(ReportViewSet):
+    serializer_class = s.ModelSerializer
+    keyset_orderings = ("model_id",)
+    default_limit = 1000
+    max_limit = 5000
+
+    def get_queryset(self):
+        return selectors.models()
+
+    @extend_schema(summary="Participant models", description="All known models, ordered by model_id.")
+    def list(self, request):
+        return self.paged(self.get_queryset(), s.ModelSerializer)
+
+    @extend_schema(
+        summary="Window scores per model",
+        description="Per model, the mean score of each contract window over [max(start, end - window), end), "
+        "from the scores themselves. `performed_at` is the newest scored prediction.",
+        parameters=RANGE_PARAMS,
+        responses={200: openapi.MODEL_SERIES_ROWS},
+    )
+    @action(detail=False, url_path="global", pagination_class=None, filter_backends=[])
+    def global_scores(self, request):
+        start, end = time_range_param(request)
+        rows = selectors.model_score_series(model_ids=model_ids_param(request), start=start, end=end)
+        return Response(openapi.with_chart_time(rows))
+
+    @extend_schema(
+        summary="Window scores per model and scope",
+        description="As /reports/models/global, per (model, scope_key), with the scope of the prediction config.",
+        parameters=RANGE_PARAMS,
+        responses={200: openapi.MODEL_PARAMS_ROWS},
+    )
+    @action(detail=False, url_path="params", pagination_class=None, filter_backends=[])
+    def params(self, request):
+        start, end = time_range_param(request)
+        rows = selectors.model_score_series(model_ids=model_ids_param(request), start=start, end=end, by_scope=True)
+        return Response(openapi.with_chart_time(rows))
+
+    @extend_schema(
+        summary="Snapshot metrics over time",
+        description="One row per snapshot whose period ended in (start, end], oldest first; `performed_at` is "
+        "the period end and every numeric field of the snapshot's result_summary is flattened in.",
+        parameters=RANGE_PARAMS,
+        responses={200: s.ModelMetricsRowSerializer(many=True)},
+    )
+    @action(
+        detail=False,
+        url_path="metrics",
+        filter_backends=[],
+        keyset_orderings=("period_end",),
+        default_limit=1000,
+        max_limit=10000,
+    )
+    def metrics(self, request):
+        start, end = time_range_param(request)
+        queryset = selectors.snapshot_series(model_ids=model_ids_param(request), start=start, end=end)
+        return self.paged(queryset, s.ModelMetricsRowSerializer)
+
+
+# --- Predictions -------------------------------------------------------------------------------
+
+
+class PredictionViewSet(ReportViewSet):
+    serializer_class = s.PredictionSerializer
+    filterset_class = PredictionFilter
+    keyset_orderings = ("-performed_at", "performed_at")
+
+    def get_queryset(self):
+        return selectors.predictions()
+
+    @extend_schema(
+        summary="Predictions",
+        description="Predictions with their status, failure reason, output and score, newest first by "
+        "default. Filter by model, scope_key/config, status and time range.",
+    )
+    def list(self, request):
+        return self.paged(self.get_queryset(), s.PredictionSerializer)
+
+
+# --- Feeds -------------------------------------------------------------------------------------
+
+
+class FeedViewSet(ReportViewSet):
+    serializer_class = s.FeedSummarySerializer
+    pagination_class = None
+    filter_backends = []
+
+    def get_queryset(self):
+        return selectors.feed_records()
+
+    @extend_schema(summary="Feeds on the tape", description="One row per stream (dims), with counts and watermark.")
+    def list(self, request):
+        return Response(s.FeedSummarySerializer(selectors.feed_summaries(), many=True).data)
+
+    @extend_schema(
+        summary="Newest tape records",
+        description="The newest records of the tape, newest first; filter by the four dims.",
+        responses={200: s.FeedRecordSerializer(many=True)},
+    )
+    @action(
+        detail=False,
+        url_path="tail",
+        filter_backends=[DjangoFilterBackend],
+        filterset_class=FeedRecordFilter,
+        pagination_class=KeysetPagination,
+        keyset_orderings=("-ts_event",),
+        default_limit=20,
+        max_limit=1000,
+    )
+    def tail(self, request):
+        return self.paged(selectors.feed_records(), s.FeedRecordSerializer)
+
+
+# --- Snapshots ---------------------------------------------------------------------------------
+
+
+class SnapshotViewSet(ReportViewSet):
+    serializer_class = s.SnapshotSerializer
+    filterset_class = SnapshotFilter
+    keyset_orderings = ("-period_start", "period_start")
+
+    def get_queryset(self):
+        return selectors.snapshots()
+
+    @extend_schema(summary="Snapshots", description="Per-model period aggregates, newest period first by default.")
+    def list(self, request):
+        return self.paged(self.get_queryset(), s.SnapshotSerializer)
+
+
+# --- Checkpoints -------------------------------------------------------------------------------
+
+TOTAL_PRIZE_PARAM = OpenApiParameter(
+    "total_prize", OpenApiTypes.INT, description="Prize pool in the token's smallest unit (integer >= 0). Default 0."
+)
+WRITE_ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="Bad body"),
+    401: OpenApiResponse(s.ErrorSerializer, description="No credentials"),
+    403: OpenApiResponse(s.ErrorSerializer, description="Not an admin key or staff session"),
+    404: OpenApiResponse(s.ErrorSerializer, description="Unknown checkpoint"),
+    409: OpenApiResponse(s.ErrorSerializer, description="Illegal transition"),
+}
+
+
+def total_prize_param(request) -> int:
+    raw = request.query_params.get("total_prize", "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({"total_prize": f"Must be a non-negative integer, got {raw!r}."}) from None
+    if value < 0 or value >= 10**30:
+        raise ValidationError({"total_prize": f"Must be a non-negative integer below 1e30, got {value}."})
+    return value
+
+
+class CheckpointViewSet(ReportViewSet):
+    serializer_class = s.CheckpointSerializer
+    filterset_class = CheckpointFilter
+    keyset_orderings = ("-period_end",)
+    default_limit = 20
+    max_limit = 100
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self):
+        return selectors.checkpoints()
+
+    def get_permissions(self):
+        if self.action in ("confirm", "set_status"):
+            return [ReportWritePermission()]
+        return super().get_permissions()
+
+    def get_checkpoint(self):
+        checkpoint = selectors.checkpoint_detail(int(self.kwargs["pk"]))
+        if checkpoint is None:
+            raise NotFound(f"Checkpoint {self.kwargs['pk']} not found.")
+        return checkpoint
+
+    @staticmethod
+    def latest_or_404():
+        checkpoint = selectors.checkpoint_latest()
+        if checkpoint is None:
+            raise NotFound("No checkpoints yet.")
+        return checkpoint
+
+    @staticmethod
+    def emission_or_404(checkpoint):
+        if not checkpoint.emission:
+            raise NotFound(f"Checkpoint {checkpoint.pk} has no emission.")
+        return checkpoint.emission
+
+    @extend_schema(summary="Checkpoints", description="Newest period first; without ranking and emission.")
+    def list(self, request):
+        return self.paged(self.get_queryset(), s.CheckpointSerializer)
+
+    @extend_schema(summary="One checkpoint", responses={200: s.CheckpointDetailSerializer})
+    def retrieve(self, request, pk=None):
+        return Response(s.CheckpointDetailSerializer(self.get_checkpoint()).data)
+
+    @extend_schema(summary="The newest checkpoint", responses={200: s.CheckpointDetailSerializer})
+    @action(detail=False, url_path="latest", filter_backends=[], pagination_class=None)
+    def latest(self, request):
+        return Response(s.CheckpointDetailSerializer(self.latest_or_404()).data)
+
+    @extend_schema(
+        summary="Prizes of the newest checkpoint",
+        parameters=[TOTAL_PRIZE_PARAM],
+        responses={200: s.LatestPrizesSerializer},
+    )
+    @action(detail=False, url_path="latest/prizes", filter_backends=[], pagination_class=None)
+    def latest_prizes(self, request):
+        total = total_prize_param(request)
+        checkpoint = self.latest_or_404()
+        self.emission_or_404(checkpoint)
+        from checkpoints.formats import prizes
+
+        return Response(
+            s.LatestPrizesSerializer(
+                {
+                    "checkpoint_id": checkpoint.pk,
+                    "status": checkpoint.status,
+                    "period_start": checkpoint.period_start,
+                    "period_end": checkpoint.period_end,
+                    "total_prize": total,
+                    "prizes": prizes(checkpoint, total_prize=total),
+                }
+            ).data
+        )
+
+    @extend_schema(summary="Emission of a checkpoint (EmissionCheckpoint)", responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, url_path="emission", filter_backends=[], pagination_class=None)
+    def emission(self, request, pk=None):
+        return Response(selectors.json_safe(self.emission_or_404(self.get_checkpoint())))
+
+    @extend_schema(summary="Emission in coordinator-cli format (percent)", responses={200: s.CliFormatSerializer})
+    @action(detail=True, url_path="emission/cli-format", filter_backends=[], pagination_class=None)
+    def emission_cli_format(self, request, pk=None):
+        checkpoint = self.get_checkpoint()
+        self.emission_or_404(checkpoint)
+        from checkpoints.formats import cli_format
+
+        return Response(cli_format(checkpoint))
+
+    @extend_schema(
+        summary="Prizes of a checkpoint",
+        description="`total_prize` split by the checkpoint's reward shares; integers summing exactly to it.",
+        parameters=[TOTAL_PRIZE_PARAM],
+        responses={200: s.PrizeSerializer(many=True)},
+    )
+    @action(detail=True, url_path="prizes", filter_backends=[], pagination_class=None)
+    def prizes(self, request, pk=None):
+        total = total_prize_param(request)
+        checkpoint = self.get_checkpoint()
+        self.emission_or_404(checkpoint)
+        from checkpoints.formats import prizes
+
+        return Response(prizes(checkpoint, total_prize=total))
+
+    @extend_schema(
+        summary="Confirm the on-chain submission",
+        description="PENDING -> SUBMITTED with the transaction hash. The same hash again is a no-op (200); "
+        "another hash, or a checkpoint past PENDING, is 409. Needs an admin key or a staff session.",
+        request=s.ConfirmRequestSerializer,
+        responses={200: s.CheckpointDetailSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["post"], url_path="confirm", filter_backends=[], pagination_class=None)
+    def confirm(self, request, pk=None):
+        checkpoint = self.get_checkpoint()
+        body = s.ConfirmRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        from checkpoints.services import InvalidTxHash, checkpoint_confirm
+
+        try:
+            checkpoint_confirm(
+                checkpoint=checkpoint, tx_hash=body.validated_data["tx_hash"], actor=request_actor(request)
+            )
+        except InvalidTxHash as exc:
+            raise ValidationError({"tx_hash": str(exc)}) from None
+        except InvalidTransition as exc:
+            return conflict(exc)
+        return Response(s.CheckpointDetailSerializer(self.get_checkpoint()).data)
+
+    @extend_schema(
+        summary="Advance the status",
+        description="SUBMITTED -> CLAIMABLE -> PAID, one step at a time (PENDING -> SUBMITTED goes through "
+        "/confirm). The current status again is a no-op (200); a skip or a step back is 409.",
+        request=s.StatusRequestSerializer,
+        responses={200: s.CheckpointDetailSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["patch"], url_path="status", filter_backends=[], pagination_class=None)
+    def set_status(self, request, pk=None):
+        checkpoint = self.get_checkpoint()
+        body = s.StatusRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        from checkpoints.services import checkpoint_advance
+
+        try:
+            checkpoint_advance(checkpoint=checkpoint, to=body.validated_data["status"], actor=request_actor(request))
+        except InvalidTransition as exc:
+            return conflict(exc)
+        except ValueError as exc:
+            raise ValidationError({"status": str(exc)}) from None
+        return Response(s.CheckpointDetailSerializer(self.get_checkpoint()).data)
+
+
+def conflict(exc: InvalidTransition) -> Response:
+    current = getattr(exc, "current", None)
+    target = getattr(exc, "target", None)
+    return Response(
+        {"detail": str(exc) or f"Cannot move from {current} to {target}.", "current": current, "target": target},
+        status=status.HTTP_409_CONFLICT,
+    )
+
+
+class EmissionViewSet(ReportViewSet):
+    pagination_class = None
+    filter_backends = []
+
+    @extend_schema(summary="Emission of the newest checkpoint", responses={200: s.EmissionLatestSerializer})
+    @action(detail=False, url_path="latest")
+    def latest(self, request):
+        checkpoint = CheckpointViewSet.latest_or_404()
+        emission = CheckpointViewSet.emission_or_404(checkpoint)
+        return Response(
+            s.EmissionLatestSerializer(
+                {
+                    "checkpoint_id": checkpoint.pk,
+                    "status": checkpoint.status,
+                    "period_start": checkpoint.period_start,
+                    "period_end": checkpoint.period_end,
+                    "emission": emission,
+                }
+            ).data
+        )
+
+
+class MerkleViewSet(ReportViewSet):
+    pagination_class = None
+    filter_backends = []
+
+    @extend_schema(
+        summary="Merkle inclusion proof of a snapshot",
+        description="Verifies up to the merkle_root of the checkpoint that committed the snapshot.",
+        parameters=[OpenApiParameter("snapshot_id", OpenApiTypes.INT, required=True)],
+        responses={200: s.MerkleProofSerializer, 400: s.ErrorSerializer, 404: s.ErrorSerializer},
+    )
+    @action(detail=False, url_path="proof")
+    def proof(self, request):
+        raw = request.query_params.get("snapshot_id", "")
+        if not raw.isdigit() or len(raw) > 18:
+            raise ValidationError({"snapshot_id": f"Required, a positive integer; got {raw!r}."})
+        from checkpoints.merkle import proof_for_snapshot
+
+        proof = proof_for_snapshot(snapshot_id=int(raw))
+        if proof is None:
+            raise NotFound(f"No checkpoint commits snapshot {raw} yet.")
+        return Response(proof)
+
+
+class ReportSchemaViewSet(ReportViewSet):
+    pagination_class = None
+    filter_backends = []
+
+    @staticmethod
+    def report_schema() -> dict:
+        return get_callable("REPORT_SCHEMA_PROVIDER")(get_contract())
+
+    @extend_schema(
+        summary="Report schema (leaderboard columns and chart widgets)", responses={200: openapi.REPORT_SCHEMA}
+    )
+    def list(self, request):
+        return Response(self.report_schema())
+
+    @extend_schema(summary="Leaderboard columns", responses={200: openapi.COLUMNS})
+    @action(detail=False, url_path="leaderboard-columns")
+    def leaderboard_columns(self, request):
+        return Response(list(self.report_schema().get("leaderboard_columns", [])))
+
+    @extend_schema(summary="Metrics widgets", responses={200: openapi.WIDGETS})
+    @action(detail=False, url_path="metrics-widgets")
+    def metrics_widgets(self, request):
+        return Response(list(self.report_schema().get("metrics_widgets", [])))
+
+
+# --- Health and identity -------------------------------------------------------------------------
+
+
+class HealthView(APIView):
+    """Liveness for probes and the UI: database reachable, and each worker's last heartbeat."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    @extend_schema(summary="Health", responses={200: s.HealthSerializer, 503: s.HealthSerializer})
+    def get(self, request):
+        version = settings.SPECTACULAR_SETTINGS.get("VERSION", "")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            workers = list(selectors.worker_heartbeats()[:100])
+        except Exception as exc:  # the probe must answer, whatever the database does
+            body = {"status": "error", "version": version, "database": f"error: {type(exc).__name__}", "workers": []}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        body = {"status": "ok", "version": version, "database": "ok", "workers": workers}
+        return Response(s.HealthSerializer(body).data)
+
+
+class InfoView(APIView):
+    """Node identity: crunch id and name, on-chain address, network. Touches no database."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    @extend_schema(summary="Node identity", responses={200: s.InfoSerializer})
+    def get(self, request):
+        return Response(
+            {
+                "crunch_id": settings.CRUNCH_ID,
+                "crunch_name": competition_name(),
+                "crunch_address": settings.CRUNCH_PUBKEY,
+                "network": settings.SOLANA_NETWORK,
+            }
+        )

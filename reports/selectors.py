@@ -1,0 +1,288 @@
+"""Reads behind the report API and the HTML pages (both use these; keep them general).
+
+Everything here returns plain data or querysets that are already ordered; callers bound them
+(limit, time range, cursor). Numbers read from JSON columns go through `json_safe`, so a
+response can never carry NaN, Infinity or a Decimal.
+"""
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Avg, Count, Max, Min, Q, QuerySet
+
+from checkpoints.models import Checkpoint
+from coordinator_site.contract import get_contract
+from coordinator_site.models import WorkerHeartbeat
+from feeds.models import FeedIngestionState, FeedRecord
+from predictions.models import ParticipantModel, Prediction, PredictionConfig
+from scoring.models import Leaderboard, Score, Snapshot
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None and Decimals turned into floats."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return json_safe(float(value))
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON-safe float, or None for anything that is not a finite number (bools included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def numeric_fields(doc: dict | None) -> dict[str, float | int]:
+    """The top-level finite numeric fields of a JSON document (e.g. a snapshot's result_summary)."""
+    out: dict[str, float | int] = {}
+    for key, value in (doc or {}).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[str(key)] = value
+        else:
+            number = finite_number(value)
+            if number is not None:
+                out[str(key)] = number
+    return out
+
+
+# --- Leaderboard --------------------------------------------------------------------------
+
+
+def leaderboard_head() -> tuple[int, datetime] | None:
+    """(id, created_at) of the newest leaderboard, without loading its entries."""
+    return Leaderboard.objects.order_by("-created_at", "-id").values_list("id", "created_at").first()
+
+
+def leaderboard_rows(*, leaderboard_id: int | None = None) -> list[dict[str, Any]]:
+    """Rows of the newest leaderboard (or of `leaderboard_id`), ordered by rank, unranked last.
+
+    Each row: created_at, model_id (str), model_name, cruncher_id, cruncher_name, rank,
+    score_metrics {window: float|None}, score_ranking {key, value, direction}, every window's
+    value flattened at the top level, coverage, prediction_count, scored_count.
+    """
+    qs = Leaderboard.objects.order_by("-created_at", "-id")
+    board = qs.filter(pk=leaderboard_id).first() if leaderboard_id is not None else qs.first()
+    if board is None:
+        return []
+    aggregation = get_contract().aggregation
+    rows = []
+    for entry in board.entries or []:
+        metrics = {str(k): finite_number(v) for k, v in (entry.get("metrics") or {}).items()}
+        ranking = entry.get("score_ranking") or {}
+        rank = entry.get("rank")
+        rows.append(
+            {
+                "created_at": board.created_at,
+                "model_id": str(entry.get("model_id")),
+                "model_name": entry.get("model_name") or "",
+                "cruncher_id": str(entry.get("cruncher_id") or ""),
+                "cruncher_name": entry.get("cruncher_name") or "",
+                "rank": rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
+                "score_metrics": metrics,
+                "score_ranking": {
+                    "key": ranking.get("key") or aggregation.ranking_key,
+                    "value": finite_number(ranking.get("value")),
+                    "direction": ranking.get("direction") or aggregation.ranking_direction,
+                },
+                **metrics,
+                "coverage": finite_number(entry.get("coverage")),
+                "prediction_count": int(entry.get("prediction_count") or 0),
+                "scored_count": int(entry.get("scored_count") or 0),
+            }
+        )
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["model_id"]))
+    return rows
+
+
+# --- Models -------------------------------------------------------------------------------
+
+
+def models() -> QuerySet[ParticipantModel]:
+    """All participant models ordered by model_id, without their big JSON columns."""
+    return ParticipantModel.objects.defer("overall_score", "scores_by_scope", "meta").order_by("model_id")
+
+
+def model_score_series(
+    *, model_ids: Iterable[str] | None, start: datetime, end: datetime, by_scope: bool = False
+) -> list[dict[str, Any]]:
+    """Window means of Score.value per model (and per scope_key when `by_scope`), in one query.
+
+    Each contract window covers [max(start, end - window), end). Rows: model_id, scope_key (if
+    by_scope), score_metrics {window: float|None}, score_ranking, every window flattened,
+    score_count, performed_at (the newest scored prediction). Ordered by model_id, scope_key.
+    Models without a score value in [start, end) have no row.
+    """
+    aggregation = get_contract().aggregation
+    qs = Score.objects.filter(performed_at__gte=start, performed_at__lt=end, value__isnull=False)
+    if model_ids:
+        qs = qs.filter(model__model_id__in=list(model_ids))
+    group = ["model__model_id", "scope_key"] if by_scope else ["model__model_id"]
+    windows = {}
+    for name, window in aggregation.windows.items():
+        window_start = max(start, end - timedelta(hours=window.hours))
+        windows[f"w__{name}"] = Avg("value", filter=Q(performed_at__gte=window_start))
+    rows = (
+        qs.values(*group)
+        .annotate(score_count=Count("id"), last_performed_at=Max("performed_at"), **windows)
+        .order_by(*group)
+    )
+    configs = {}
+    if by_scope:
+        configs = {
+            c.scope_key: c
+            for c in PredictionConfig.objects.only("scope_key", "scope_template", "horizon_seconds", "interval_seconds")
+        }
+    out = []
+    for row in rows:
+        metrics = {name: finite_number(row[f"w__{name}"]) for name in aggregation.windows}
+        item: dict[str, Any] = {"model_id": row["model__model_id"]}
+        if by_scope:
+            scope_key = row["scope_key"]
+            config = configs.get(scope_key)
+            scope = dict(config.scope_template) if config else {}
+            scope.setdefault("scope_key", scope_key)
+            if config:
+                scope.setdefault("horizon_seconds", config.horizon_seconds)
+                scope.setdefault("step_seconds", config.interval_seconds)
+            item.update(
+                {
+                    "scope_key": scope_key,
+                    "scope": json_safe(scope),
+                    # The reference UI filters and groups chart series by these three properties.
+                    "subject": str(scope.get("subject", "")),
+                    "horizon": scope.get("horizon_seconds"),
+                    "param": scope_key,
+                }
+            )
+        item.update(
+            {
+                "score_metrics": metrics,
+                "score_ranking": {
+                    "key": aggregation.ranking_key,
+                    "value": metrics.get(aggregation.ranking_key),
+                    "direction": aggregation.ranking_direction,
+                },
+                **metrics,
+                "score_count": row["score_count"],
+                "performed_at": row["last_performed_at"],
+            }
+        )
+        out.append(item)
+    return out
+
+
+# --- Snapshots ------------------------------------------------------------------------------
+
+
+def snapshots() -> QuerySet[Snapshot]:
+    """Snapshots with their model_id joined (select_related), newest period first."""
+    return Snapshot.objects.select_related("model").order_by("-period_start", "-id")
+
+
+def snapshot_series(*, model_ids: Iterable[str] | None, start: datetime, end: datetime) -> QuerySet[Snapshot]:
+    """Snapshots whose period ended in (start, end], oldest first: the metrics chart series."""
+    qs = Snapshot.objects.select_related("model").filter(period_end__gt=start, period_end__lte=end)
+    if model_ids:
+        qs = qs.filter(model__model_id__in=list(model_ids))
+    return qs.order_by("period_end", "id")
+
+
+# --- Predictions ----------------------------------------------------------------------------
+
+
+def predictions() -> QuerySet[Prediction]:
+    """Predictions with model, score and input scope joined in the same query, newest first.
+
+    The input's raw_data and actuals (big JSON) are deferred.
+    """
+    return (
+        Prediction.objects.select_related("model", "score", "input")
+        .defer(
+            "input__raw_data",
+            "input__actuals",
+            "input__last_error",
+            "model__overall_score",
+            "model__scores_by_scope",
+            "model__meta",
+        )
+        .order_by("-performed_at", "-id")
+    )
+
+
+# --- Feeds ----------------------------------------------------------------------------------
+
+
+def feed_summaries() -> list[dict[str, Any]]:
+    """One row per stream on the tape or in the ingestion state, ordered by its dims.
+
+    Keys: source, subject, kind, granularity, record_count, oldest_ts, newest_ts, watermark_ts,
+    watermark_updated_at, last_polled_at, last_error.
+    """
+    dims = ("source", "subject", "kind", "granularity")
+    summaries: dict[tuple, dict[str, Any]] = {}
+    for row in FeedRecord.objects.values(*dims).annotate(
+        record_count=Count("id"), oldest_ts=Min("ts_event"), newest_ts=Max("ts_event")
+    ):
+        key = tuple(row[d] for d in dims)
+        summaries[key] = {
+            **row,
+            "watermark_ts": None,
+            "watermark_updated_at": None,
+            "last_polled_at": None,
+            "last_error": "",
+        }
+    for state in FeedIngestionState.objects.all():
+        key = tuple(getattr(state, d) for d in dims)
+        row = summaries.setdefault(
+            key, {**dict(zip(dims, key, strict=True)), "record_count": 0, "oldest_ts": None, "newest_ts": None}
+        )
+        row.update(
+            {
+                "watermark_ts": state.last_event_ts,
+                "watermark_updated_at": state.updated_at,
+                "last_polled_at": state.last_polled_at,
+                "last_error": state.last_error,
+            }
+        )
+    return [summaries[key] for key in sorted(summaries)]
+
+
+def feed_records() -> QuerySet[FeedRecord]:
+    """Tape records, newest first."""
+    return FeedRecord.objects.order_by("-ts_event", "-id")
+
+
+# --- Checkpoints ----------------------------------------------------------------------------
+
+
+def checkpoints() -> QuerySet[Checkpoint]:
+    """Checkpoints newest period first, without ranking and emission (big JSON)."""
+    return Checkpoint.objects.defer("ranking", "emission").order_by("-period_end", "-id")
+
+
+def checkpoint_latest() -> Checkpoint | None:
+    """The checkpoint of the newest period (never the oldest), or None."""
+    return Checkpoint.objects.order_by("-period_end", "-id").first()
+
+
+def checkpoint_detail(checkpoint_id: int) -> Checkpoint | None:
+    """One checkpoint with its transitions prefetched, or None."""
+    return Checkpoint.objects.prefetch_related("transitions").filter(pk=checkpoint_id).first()
+
+
+# --- Workers --------------------------------------------------------------------------------
+
+
+def worker_heartbeats() -> QuerySet[WorkerHeartbeat]:
+    """Worker heartbeats, by name then newest beat first."""
+    return WorkerHeartbeat.objects.order_by("name", "-last_beat_at")

@@ -6,7 +6,7 @@ with a `Link: <…>; rel="next"` header. Paths have no trailing slash (the route
 """
 
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -78,7 +78,7 @@ def time_range_param(request):
             bounds[name] = None
             continue
         try:
-            bounds[name] = field.to_internal_value(raw)
+            bounds[name] = field.to_internal_value(raw).astimezone(UTC)  # offsets > 15:59 are not SQL
         except serializers.ValidationError as exc:
             raise ValidationError({name: f"Not an ISO 8601 date-time: {raw!r} ({exc.detail[0]})"}) from None
         if not MIN_YEAR <= bounds[name].year <= MAX_YEAR:

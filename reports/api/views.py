@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from coordinator_site.contract import competition_name, get_callable, get_contract
 from coordinator_site.transitions import InvalidTransition
+from feeds.selectors import feed_summaries
 from predictions.models import ParticipantModel
 from reports import selectors
 from reports.api import openapi
@@ -225,7 +226,7 @@ class FeedViewSet(ReportViewSet):
 
     @extend_schema(summary="Feeds on the tape", description="One row per stream (dims), with counts and watermark.")
     def list(self, request):
-        return Response(s.FeedSummarySerializer(selectors.feed_summaries(), many=True).data)
+        return Response(s.FeedSummarySerializer(feed_summaries(), many=True).data)
 
     @extend_schema(
         summary="Newest tape records",

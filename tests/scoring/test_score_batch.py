@@ -43,7 +43,8 @@ def test_resolves_scores_and_applies_worst_policy_to_failed_and_absent(tape, mod
     input_.refresh_from_db()
     assert input_.status == InputStatus.RESOLVED
     assert input_.actuals["direction_up"] is True
-    assert input_.actuals["entry_price"] == 100.0 and input_.actuals["resolved_price"] == 104.0
+    assert input_.actuals["entry_price"] == 100.0
+    assert input_.actuals["resolved_price"] == 104.0
     assert (input_.claimed_by, input_.lease_until) == ("", None)
     scores = scores_by_model(input_)
     assert scores["m0"].value == pytest.approx(0.01)
@@ -64,7 +65,8 @@ def test_policy_exclude_leaves_missing_answers_without_value(settings, tape, mod
     make_round(input_, {models[0]: 0.9, models[1]: "ABSENT"})
     score_batch(worker="w", batch=10, now=NOW)
     absent = scores_by_model(input_)["m1"]
-    assert absent.value is None and absent.success is False
+    assert absent.value is None
+    assert absent.success is False
     snapshot = Snapshot.objects.get(model=models[1])
     assert snapshot.result_summary["coverage"] == 0.0
     assert snapshot.result_summary["value"] is None
@@ -94,7 +96,10 @@ def test_unusable_policy_setting_is_a_clear_error(settings, bad):
 
 
 def test_a_raising_or_invalid_scorer_fails_only_that_prediction(settings, tape, models):
-    settings.CALLABLE_OVERRIDES = {**settings.CALLABLE_OVERRIDES, "SCORING_FUNCTION": "tests.scoring.scorers:flaky_brier"}
+    settings.CALLABLE_OVERRIDES = {
+        **settings.CALLABLE_OVERRIDES,
+        "SCORING_FUNCTION": "tests.scoring.scorers:flaky_brier",
+    }
     first = make_scoring_input(scheduled_for=T0)
     make_round(first, {models[0]: 0.123, models[1]: 0.9, models[2]: 0.321, models[3]: 0.3})
     later = make_scoring_input(scheduled_for=T0 + BAR, config=first.config)
@@ -115,7 +120,8 @@ def test_a_raising_or_invalid_scorer_fails_only_that_prediction(settings, tape, 
     assert first_scores["m0"].failed_reason == FailureReason.SCORING_ERROR
     assert "ZeroDivisionError" in first_scores["m0"].result["detail"]
     assert first_scores["m0"].value == pytest.approx(0.49)  # worst on the Input: (0.3 - 1)^2
-    assert first_scores["m1"].success and first_scores["m3"].success
+    assert first_scores["m1"].success
+    assert first_scores["m3"].success
     assert set(Prediction.objects.filter(input=later).values_list("status", flat=True)) == {"SCORED"}
 
 
@@ -159,7 +165,8 @@ def test_an_exit_price_that_never_arrives_expires_after_the_grace_period(setting
     first = score_batch(worker="w", batch=10, now=T0 + timedelta(minutes=6))
     assert (first.claimed, first.deferred) == (1, 1)
     input_.refresh_from_db()
-    assert input_.status == InputStatus.RECEIVED and input_.attempts == 0
+    assert input_.status == InputStatus.RECEIVED
+    assert input_.attempts == 0
     assert Score.objects.count() == 0
 
     last = score_batch(worker="w", batch=10, now=T0 + timedelta(minutes=5, seconds=600))
@@ -187,14 +194,15 @@ def test_a_late_exit_price_is_scored_when_it_arrives(models):
     result = score_batch(worker="w", batch=10, now=T0 + timedelta(minutes=7))
     assert result.resolved == 1
     input_.refresh_from_db()
-    assert input_.actuals["resolved_price"] == 98.0 and input_.actuals["direction_up"] is False
+    assert input_.actuals["resolved_price"] == 98.0
+    assert input_.actuals["direction_up"] is False
     assert Score.objects.get().value == pytest.approx(0.81)
 
 
 def test_leased_inputs_are_skipped_until_the_lease_expires(tape, models):
     input_ = make_scoring_input(scheduled_for=T0)
     make_round(input_, {models[0]: 0.9})
-    token, claimed = claim_inputs(worker="a", batch=10, now=NOW)
+    _token, claimed = claim_inputs(worker="a", batch=10, now=NOW)
     assert [i.pk for i in claimed] == [input_.pk]
     assert claim_inputs(worker="b", batch=10, now=NOW)[1] == []
     # Worker "a" died; its lease (SCORE_LEASE_SECONDS=120) runs out and "b" takes over.
@@ -250,7 +258,10 @@ def test_snapshots_use_aligned_half_open_periods_and_merge_across_batches(models
 
 
 def test_log_loss_is_swappable_by_setting_alone(settings, tape, models):
-    settings.CALLABLE_OVERRIDES = {**settings.CALLABLE_OVERRIDES, "SCORING_FUNCTION": "scoring.functions:log_loss_score"}
+    settings.CALLABLE_OVERRIDES = {
+        **settings.CALLABLE_OVERRIDES,
+        "SCORING_FUNCTION": "scoring.functions:log_loss_score",
+    }
     input_ = make_scoring_input(scheduled_for=T0)
     make_round(input_, {models[0]: 0.8})
     score_batch(worker="w", batch=10, now=NOW)

@@ -16,12 +16,14 @@ a late-arriving (back-filled) price is scored then, and after GROUND_TRUTH_GRACE
 Input expires. The resolver reads the tape only; filling gaps is the feed worker's job.
 """
 
+from bisect import bisect_right
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 
-from feeds.dims import FeedDims, granularity_seconds
+from feeds.dims import FeedDims, granularity_seconds, record_price
 from feeds.selectors import TapePrice, price_at, records
 
 SCOPE_DIMS = ("source", "subject", "kind", "granularity")
@@ -52,24 +54,87 @@ def tape_covers(dims: FeedDims, t: datetime) -> bool:
     return records(dims).filter(ts_event__gte=t).exists()
 
 
-def final_exit_price(dims: FeedDims, t: datetime) -> TapePrice | None:
-    """The exit price at `t` if the tape proves it final (rule above), else None."""
-    exit_ = price_at(dims, t)
-    if exit_ is None or t - exit_.at >= stream_step(dims):
-        return None
-    if not tape_covers(dims, t):
-        return None
-    return exit_
-
-
 def resolve_ground_truth(input_) -> dict[str, Any] | None:
     """`{entry_price, resolved_price, return, direction_up, ...}` for an Input, or None (not yet)."""
     dims = input_dims(input_)
-    entry = price_at(dims, input_.as_of or input_.scheduled_for)
+    return _resolve(input_, lambda t: price_at(dims, t), lambda t: tape_covers(dims, t))
+
+
+# --- Batch resolution ---------------------------------------------------------------------
+# The score worker resolves a claimed batch at once: `prepare_batch(inputs)` reads each
+# stream's tape around the batch in one query and returns a resolver with the same rule and
+# result as `resolve_ground_truth`, answered from memory (falling back to the per-Input reads
+# when a price lies outside the loaded range). A custom resolver may offer the same hook.
+
+MAX_PRELOAD_SPAN = timedelta(hours=24)
+
+
+class _Tape:
+    """One stream's records in [lo, hi], sorted, with price times."""
+
+    def __init__(self, dims: FeedDims, lo: datetime, hi: datetime) -> None:
+        self.dims = dims
+        self.lo, self.hi = lo, hi
+        bar = timedelta(seconds=granularity_seconds(dims.granularity)) if dims.kind == "candle" else timedelta(0)
+        rows = records(dims).filter(ts_event__gte=lo, ts_event__lte=hi).order_by("ts_event")
+        self.points: list[tuple[datetime, float | None, int]] = [
+            (ts + bar, record_price(dims.kind, values), pk)
+            for ts, values, pk in rows.values_list("ts_event", "values", "id")
+        ]
+        self.times = [p[0] for p in self.points]
+        self.beyond = records(dims).filter(ts_event__gt=hi).exists()
+        self.bar = bar
+
+    def price_at(self, t: datetime) -> TapePrice | None:
+        i = bisect_right(self.times, t)
+        if i == 0 or self.times[i - 1] - self.bar < self.lo:
+            return price_at(self.dims, t)  # the price in force is older than the loaded range
+        at, price, pk = self.points[i - 1]
+        return None if price is None else TapePrice(price=price, at=at, record_id=pk)
+
+    def covers(self, t: datetime) -> bool:
+        if t > self.hi + self.bar:
+            return tape_covers(self.dims, t)
+        return self.beyond or (bool(self.times) and self.times[-1] >= t)
+
+
+def prepare_batch(inputs) -> Callable[[Any], dict[str, Any] | None]:
+    """A resolver for these Inputs that reads each stream's tape once (same results as per Input)."""
+    spans: dict[FeedDims, list[datetime]] = {}
+    for input_ in inputs:
+        try:
+            dims = input_dims(input_)
+        except ValueError:
+            continue
+        bounds = spans.setdefault(dims, [input_.as_of or input_.scheduled_for, input_.resolvable_at])
+        bounds[0] = min(bounds[0], input_.as_of or input_.scheduled_for)
+        bounds[1] = max(bounds[1], input_.resolvable_at)
+    tapes = {}
+    for dims, (lo, hi) in spans.items():
+        step = stream_step(dims)
+        if hi - lo <= MAX_PRELOAD_SPAN:
+            tapes[dims] = _Tape(dims, lo - 2 * step, hi + step)
+
+    def resolve(input_):
+        try:
+            tape = tapes.get(input_dims(input_))
+        except ValueError:
+            tape = None
+        if tape is None:
+            return resolve_ground_truth(input_)
+        return _resolve(input_, tape.price_at, tape.covers)
+
+    return resolve
+
+
+def _resolve(input_, price_of, covers) -> dict[str, Any] | None:
+    dims = input_dims(input_)
+    entry = price_of(input_.as_of or input_.scheduled_for)
     if entry is None:
         return None
-    exit_ = final_exit_price(dims, input_.resolvable_at)
-    if exit_ is None:
+    t = input_.resolvable_at
+    exit_ = price_of(t)
+    if exit_ is None or t - exit_.at >= stream_step(dims) or not covers(t):
         return None
     if entry.price == 0:
         raise ValueError(f"entry price is 0 at {entry.at.isoformat()} (record {entry.record_id})")
@@ -83,3 +148,6 @@ def resolve_ground_truth(input_) -> dict[str, Any] | None:
         "entry_record_id": entry.record_id,
         "resolved_record_id": exit_.record_id,
     }
+
+
+resolve_ground_truth.prepare_batch = prepare_batch

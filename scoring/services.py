@@ -14,6 +14,9 @@ One unit of work (`score_batch`):
 `rebuild_leaderboard` ranks models on window metrics aggregated in SQL from the Score table.
 """
 
+from __future__ import annotations
+
+import json
 import logging
 import math
 from collections import defaultdict
@@ -80,7 +83,7 @@ class InputOutcome:
     kind: str  # resolved | expired | deferred | error
     actuals: dict[str, Any] | None = None
     error: str = ""
-    scores: list[Score] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
     scored_ids: list[int] = field(default_factory=list)
     scoring_errors: list[tuple[int, str]] = field(default_factory=list)
     expired_ids: list[int] = field(default_factory=list)
@@ -170,6 +173,8 @@ class ScoringContext:
         self.value_field = contract.aggregation.value_field
         self.direction = contract.aggregation.ranking_direction
         self.resolver = get_callable("GROUND_TRUTH_RESOLVER")
+        # A resolver may offer `prepare_batch(inputs) -> resolver` to read the tape once per batch.
+        self.resolve = self.resolver
         self.scorer = get_callable("SCORING_FUNCTION")
         self.aggregator = get_callable("MODEL_SCORE_AGGREGATOR")
         self.policy: MissingPolicy = missing_policy()
@@ -199,8 +204,27 @@ def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) 
     return float(value), result
 
 
-def _score_row(input_: Input, row: PredictionRow, ctx: ScoringContext, **fields: Any) -> Score:
-    return Score(
+@dataclass(slots=True)
+class ScoreRow:
+    """One Score to insert (plain data: building model instances is the slow part of a batch)."""
+
+    prediction_id: int
+    model_id: int
+    input_id: int
+    scope_key: str
+    performed_at: datetime
+    scored_at: datetime
+    value: float | None
+    result: dict[str, Any]
+    success: bool
+    failed_reason: str = ""
+
+
+SCORE_COLUMNS = [f for f in ScoreRow.__dataclass_fields__]
+
+
+def _score_row(input_: Input, row: PredictionRow, ctx: ScoringContext, **fields: Any) -> ScoreRow:
+    return ScoreRow(
         prediction_id=row.id,
         model_id=row.model_id,
         input_id=input_.pk,
@@ -211,11 +235,38 @@ def _score_row(input_: Input, row: PredictionRow, ctx: ScoringContext, **fields:
     )
 
 
+def insert_scores(rows: list[ScoreRow]) -> None:
+    """Insert Score rows: COPY on Postgres, bulk INSERT elsewhere."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        columns = ", ".join(SCORE_COLUMNS)
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {Score._meta.db_table} ({columns}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(
+                        (
+                            r.prediction_id,
+                            r.model_id,
+                            r.input_id,
+                            r.scope_key,
+                            r.performed_at,
+                            r.scored_at,
+                            r.value,
+                            json.dumps(r.result),
+                            r.success,
+                            r.failed_reason,
+                        )
+                    )
+        return
+    Score.objects.bulk_create([Score(**{c: getattr(r, c) for c in SCORE_COLUMNS}) for r in rows], batch_size=500)
+
+
 def assess_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow]) -> InputOutcome:
     """Resolve one Input and score its predictions in memory; never raises."""
     past_grace = ctx.now >= input_.resolvable_at + ctx.grace
     try:
-        raw = ctx.resolver(input_)
+        raw = ctx.resolve(input_)
         if raw is None:
             return (
                 expire_input(ctx, input_, predictions, "no ground truth")
@@ -277,7 +328,7 @@ def expire_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
 # --- 3. write (one transaction per batch) --------------------------------------------------
 
 
-def _final_status(score: Score, outcome: InputOutcome) -> str:
+def _final_status(score: ScoreRow, outcome: InputOutcome) -> str:
     if score.success:
         return PredictionStatus.SCORED
     return score.result.get("status", PredictionStatus.FAILED)
@@ -343,67 +394,61 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
             .values_list("pk", flat=True)
         )
         kept = [o for o in outcomes if o.input.pk in owned]
-        finished = []
+        updates = []
         for o in kept:
             inp = o.input
             if o.kind in ("resolved", "expired"):
-                inp.status = InputStatus.RESOLVED if o.kind == "resolved" else InputStatus.EXPIRED
-                inp.actuals = o.actuals
-                inp.resolved_at = ctx.now
-                inp.last_error = o.error if o.kind == "expired" else ""
-                finished.append(inp)
+                status = InputStatus.RESOLVED if o.kind == "resolved" else InputStatus.EXPIRED
+                actuals = json.dumps(o.actuals) if o.actuals is not None else None
+                updates.append((status, actuals, ctx.now, o.error, inp.attempts, inp.next_attempt_at, inp.pk))
             elif o.kind == "deferred":
-                inp.next_attempt_at = ctx.now + timedelta(seconds=NOT_YET_RETRY_SECONDS)
-                finished.append(inp)
+                retry = ctx.now + timedelta(seconds=NOT_YET_RETRY_SECONDS)
+                updates.append((InputStatus.RECEIVED, None, None, inp.last_error, inp.attempts, retry, inp.pk))
             else:
-                inp.attempts += 1
-                inp.last_error = o.error
-                inp.next_attempt_at = ctx.now + backoff(inp.attempts)
-                finished.append(inp)
-            inp.claimed_by, inp.lease_until = "", None
-        Input.objects.bulk_update(
-            finished,
-            [
-                "status",
-                "actuals",
-                "resolved_at",
-                "last_error",
-                "attempts",
-                "next_attempt_at",
-                "claimed_by",
-                "lease_until",
-            ],
-        )
+                attempts = inp.attempts + 1
+                retry = ctx.now + backoff(attempts)
+                updates.append((InputStatus.RECEIVED, None, None, o.error, attempts, retry, inp.pk))
+        table = Input._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, actuals = %s, resolved_at = %s, last_error = %s, "  # noqa: S608
+                "attempts = %s, next_attempt_at = %s, claimed_by = '', lease_until = NULL WHERE id = %s",
+                updates,
+            )
         done = [o for o in kept if o.kind in ("resolved", "expired")]
-        Score.objects.bulk_create([s for o in done for s in o.scores], batch_size=2000)
-        _mark(PredictionStatus.SCORED, [pk for o in done for pk in o.scored_ids], {})
+        insert_scores([s for o in done for s in o.scores])
+        for o in done:
+            for pk, detail in o.scoring_errors:
+                _mark(
+                    PredictionStatus.FAILED,
+                    Q(pk=pk),
+                    1,
+                    {"failure_reason": FailureReason.SCORING_ERROR, "failure_detail": detail},
+                )
+        # Every other PENDING prediction of a resolved Input was scored; of an expired one, failed.
+        resolved_ids = [o.input.pk for o in done if o.kind == "resolved"]
+        expired_ids = [o.input.pk for o in done if o.kind == "expired"]
+        _mark(PredictionStatus.SCORED, Q(input_id__in=resolved_ids), sum(len(o.scored_ids) for o in done), {})
         _mark(
             PredictionStatus.FAILED,
-            [pk for o in done for pk in o.expired_ids],
+            Q(input_id__in=expired_ids),
+            sum(len(o.expired_ids) for o in done),
             {
                 "failure_reason": FailureReason.NO_GROUND_TRUTH,
                 "failure_detail": f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
             },
         )
-        errors = [(pk, detail) for o in done for pk, detail in o.scoring_errors]
-        for pk, detail in errors:
-            _mark(
-                PredictionStatus.FAILED,
-                [pk],
-                {"failure_reason": FailureReason.SCORING_ERROR, "failure_detail": detail},
-            )
         upsert_snapshots(ctx, done)
     return kept
 
 
-def _mark(status: str, ids: list[int], fields: dict[str, Any]) -> None:
-    """PENDING -> status for every id; anything else means the batch is inconsistent: roll back."""
-    for chunk in _chunks(ids):
-        changed = Prediction.objects.filter(pk__in=chunk, status=PredictionStatus.PENDING).update(
-            status=status, **fields
-        )
-        if changed != len(chunk):
-            raise RuntimeError(f"{len(chunk) - changed} predictions were no longer PENDING")
+def _mark(status: str, match: Q, expected: int, fields: dict[str, Any]) -> None:
+    """PENDING -> status for the matching predictions; any other count means the batch is stale: roll back."""
+    if not expected:
+        return
+    changed = Prediction.objects.filter(match, status=PredictionStatus.PENDING).update(status=status, **fields)
+    if changed != expected:
+        raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {changed}")
 
 
 def backoff(attempts: int) -> timedelta:
@@ -442,6 +487,12 @@ def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> Batc
     if not inputs:
         return result
     predictions = load_predictions([i.pk for i in inputs])
+    prepare = getattr(ctx.resolver, "prepare_batch", None)
+    if prepare is not None:
+        try:
+            ctx.resolve = prepare(inputs)
+        except Exception:
+            log.warning("batch ground-truth preload failed; resolving Inputs one by one", exc_info=True)
     outcomes = [assess_input(ctx, i, predictions.get(i.pk, [])) for i in inputs]
     try:
         written = write_outcomes(ctx, outcomes, token=token)

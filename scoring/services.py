@@ -190,8 +190,8 @@ def _validated_ground_truth(ctx: ScoringContext, raw: Any) -> tuple[dict[str, An
     return actuals, typed
 
 
-def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) -> tuple[float, dict[str, Any]]:
-    """(value, result) of one valid prediction; raises on any scorer error or invalid result."""
+def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) -> tuple[float, dict[str, Any], str]:
+    """(value, result, result as JSON) of one valid prediction; raises on any scorer error or invalid result."""
     prediction = ctx.output_type.model_validate(output)
     raw = ctx.scorer(prediction, ground_truth)
     if isinstance(raw, BaseModel):
@@ -200,8 +200,8 @@ def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) 
     value = result.get(ctx.value_field)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"score field {ctx.value_field!r} is {value!r}, not a finite number")
-    canonical_json(result)
-    return float(value), result
+    text = json.dumps(result, allow_nan=False)  # NaN/Infinity would be refused by the JSON column: fail here
+    return float(value), result, text
 
 
 @dataclass(slots=True)
@@ -218,9 +218,10 @@ class ScoreRow:
     result: dict[str, Any]
     success: bool
     failed_reason: str = ""
+    result_json: str | None = None  # `result` already encoded, when the scorer path has it
 
 
-SCORE_COLUMNS = [f for f in ScoreRow.__dataclass_fields__]
+SCORE_COLUMNS = [f for f in ScoreRow.__dataclass_fields__ if f != "result_json"]
 
 
 def _score_row(input_: Input, row: PredictionRow, ctx: ScoringContext, **fields: Any) -> ScoreRow:
@@ -253,7 +254,7 @@ def insert_scores(rows: list[ScoreRow]) -> None:
                             r.performed_at,
                             r.scored_at,
                             r.value,
-                            json.dumps(r.result),
+                            r.result_json or json.dumps(r.result),
                             r.success,
                             r.failed_reason,
                         )
@@ -285,7 +286,7 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
     for row in predictions:
         if row.status == PredictionStatus.PENDING:
             try:
-                value, result = score_prediction(ctx, row.output, ground_truth)
+                value, result, text = score_prediction(ctx, row.output, ground_truth)
             except Exception as exc:
                 detail = _detail(exc)
                 outcome.scoring_errors.append((row.id, detail))
@@ -293,7 +294,9 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
                 continue
             values.append(value)
             outcome.scored_ids.append(row.id)
-            outcome.scores.append(_score_row(input_, row, ctx, value=value, result=result, success=True))
+            outcome.scores.append(
+                _score_row(input_, row, ctx, value=value, result=result, success=True, result_json=text)
+            )
         elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
             reason = row.failure_reason or row.status
             missing.append((row, row.status, reason, row.failure_detail))
@@ -360,15 +363,16 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
     Snapshot.objects.bulk_create(
         [Snapshot(model_id=m, period_start=s, period_end=s + period) for m, s in keys], ignore_conflicts=True
     )
-    match = Q()
-    for model_id, start in keys:
-        match |= Q(model_id=model_id, period_start=start)
-    rows = list(
-        Snapshot.objects.filter(match)
+    # A rectangle of (models x periods) keeps the query small; rows outside the batch's keys
+    # are locked too (same order everywhere, so no deadlock) but left untouched.
+    rows = [
+        row
+        for row in Snapshot.objects.filter(model_id__in={m for m, _ in keys}, period_start__in={s for _, s in keys})
         .select_related("model")
         .select_for_update(of=("self",))
         .order_by("model_id", "period_start")
-    )
+        if (row.model_id, row.period_start) in groups
+    ]
     for row in rows:
         items = groups[(row.model_id, row.period_start)]
         row.prediction_count += len(items)
@@ -379,7 +383,15 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
         row.result_summary = merge_summaries(row.result_summary, ctx.aggregator(items), value_field=ctx.value_field)
         row.content_hash = leaf_hash(snapshot_document(row))
         row.updated_at = ctx.now
-    Snapshot.objects.bulk_update(rows, ["prediction_count", "counts", "result_summary", "content_hash", "updated_at"])
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {Snapshot._meta.db_table} SET prediction_count = %s, counts = %s, result_summary = %s, "  # noqa: S608
+            "content_hash = %s, updated_at = %s WHERE id = %s",
+            [
+                (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
+                for r in rows
+            ],
+        )
     return len(rows)
 
 

@@ -15,7 +15,7 @@ def leaderboard_latest() -> Leaderboard | None:
 
 
 def window_aggregates(
-    *, starts: dict[str, datetime], end: datetime
+    *, starts: dict[str, datetime], end: datetime, count_windows: set[str] | None = None
 ) -> dict[tuple[int, str], dict[str, dict[str, float]]]:
     """Per (model pk, scope_key) and per window, sums and counts of the scores in [start, end].
 
@@ -23,7 +23,8 @@ def window_aggregates(
     per window: `sum`/`n` (non-null Score.value: sum / n is the count-weighted mean), `asked`
     (every score except predictions whose Input had no ground truth) and `answered` (successful
     scores). Sums and counts add up exactly across scopes and windows, so callers never take a
-    mean of means.
+    mean of means. `count_windows` limits asked/answered to those windows (the others report 0),
+    which keeps the aggregate close to the cost of the bare means.
     """
     if not starts:
         return {}
@@ -33,8 +34,9 @@ def window_aggregates(
         inside = Q(performed_at__gte=start)
         annotations[f"{name}__sum"] = Sum("value", filter=inside)
         annotations[f"{name}__n"] = Count("value", filter=inside)
-        annotations[f"{name}__asked"] = Count("id", filter=inside & ~Q(failed_reason=NO_GROUND_TRUTH))
-        annotations[f"{name}__answered"] = Count("id", filter=inside & Q(success=True))
+        if count_windows is None or name in count_windows:
+            annotations[f"{name}__asked"] = Count("id", filter=inside & ~Q(failed_reason=NO_GROUND_TRUTH))
+            annotations[f"{name}__answered"] = Count("id", filter=inside & Q(success=True))
     rows = (
         Score.objects.filter(performed_at__gte=earliest, performed_at__lte=end)
         .values("model_id", "scope_key")
@@ -44,7 +46,7 @@ def window_aggregates(
     result: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
     for row in rows:
         result[(row["model_id"], row["scope_key"])] = {
-            name: {stat: float(row[f"{name}__{stat}"] or 0.0) for stat in ("sum", "n", "asked", "answered")}
+            name: {stat: float(row.get(f"{name}__{stat}") or 0.0) for stat in ("sum", "n", "asked", "answered")}
             for name in starts
         }
     return result

@@ -562,7 +562,7 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEADERBOARD_LOCK_KEY])
         now = now or timezone.now()
         starts = {name: now - timedelta(hours=w.hours) for name, w in aggregation.windows.items()}
-        per_scope = window_aggregates(starts=starts, end=now)
+        per_scope = window_aggregates(starts=starts, end=now, count_windows={aggregation.ranking_key})
         per_model: dict[int, dict[str, dict[str, float]]] = {}
         for (model_pk, _scope), stats in per_scope.items():
             totals = per_model.setdefault(model_pk, {name: defaultdict(float) for name in starts})

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coordinator_site.settings")
 os.environ.setdefault("SECRET_KEY", "bench-not-secret")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -94,7 +94,9 @@ def bench_scoring(*, inputs: int, models: int, batch: int) -> None:
     rebuild_leaderboard()
     total = time.perf_counter() - started
     print(f"scoring: {predictions} predictions over {inputs} inputs x {models} models, batch={batch} inputs")
-    print(f"  scored {scored} in {units} units: {scoring_seconds:.2f} s ({scored / scoring_seconds:,.0f} predictions/s)")
+    print(
+        f"  scored {scored} in {units} units: {scoring_seconds:.2f} s ({scored / scoring_seconds:,.0f} predictions/s)"
+    )
     print(f"  end to end incl. leaderboard rebuild: {total:.2f} s ({predictions / total:,.0f} predictions/s)")
 
 
@@ -149,7 +151,7 @@ def bare_aggregate() -> None:
     """The same window means computed by hand: one GROUP BY model over the Score table."""
     now = timezone.now()
     windows = get_contract().aggregation.windows
-    columns = ", ".join(f"AVG(value) FILTER (WHERE performed_at >= %s)" for _ in windows)
+    columns = ", ".join("AVG(value) FILTER (WHERE performed_at >= %s)" for _ in windows)
     cuts = [now - timedelta(hours=w.hours) for w in windows.values()]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -177,7 +179,9 @@ def bench_leaderboard(*, scores: int, repeats: int) -> None:
     ratio = statistics.median(rebuild) / statistics.median(bare)
     print(f"leaderboard over {rows:,} scores ({repeats} runs each, median):")
     print(f"  bare SQL aggregate: {statistics.median(bare) * 1000:.0f} ms  (runs: {[round(t * 1000) for t in bare]})")
-    print(f"  rebuild_leaderboard: {statistics.median(rebuild) * 1000:.0f} ms  (runs: {[round(t * 1000) for t in rebuild]})")
+    print(
+        f"  rebuild_leaderboard: {statistics.median(rebuild) * 1000:.0f} ms  (runs: {[round(t * 1000) for t in rebuild]})"
+    )
     print(f"  ratio rebuild / bare: {ratio:.2f}")
 
 

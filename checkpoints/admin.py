@@ -1,7 +1,36 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
+from checkpoints.choices import CheckpointStatus
+from checkpoints.formats import frac64_to_pct
 from checkpoints.models import Checkpoint, CheckpointLeaf, CheckpointTransition
+from checkpoints.services import InvalidTxHash, checkpoint_advance, checkpoint_confirm
 from coordinator_site.admin_utils import ReadOnlyAdmin, pretty_json
+from coordinator_site.transitions import InvalidTransition
+
+# Operator moves: refusals of the services are shown to the operator, never swallowed.
+REFUSALS = (InvalidTransition, InvalidTxHash, ValueError)
+
+
+def next_advance(checkpoint: Checkpoint) -> str | None:
+    """The status "Advance status" moves to (SUBMITTED is reached by confirming a tx hash)."""
+    targets = Checkpoint.STATUS_TRANSITIONS.get(checkpoint.status, set()) - {CheckpointStatus.SUBMITTED}
+    return next(iter(sorted(targets)), None)
+
+
+class ConfirmTxHashForm(forms.Form):
+    tx_hash = forms.CharField(
+        label="Transaction hash",
+        max_length=512,  # the service enforces the real bound and says why
+        widget=forms.TextInput(attrs={"size": 90, "autofocus": True}),
+        help_text="The signature of the on-chain checkpoint submission (base58 or hex).",
+    )
 
 
 class CheckpointTransitionInline(admin.TabularInline):
@@ -13,6 +42,9 @@ class CheckpointTransitionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
@@ -20,22 +52,22 @@ class CheckpointAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["tx_hash", "merkle_root"]
     inlines = [CheckpointTransitionInline]
-    exclude = ["ranking", "emission", "meta"]
-    readonly_fields = [
-        "period_start",
-        "period_end",
+    actions = ["advance_selected"]
+    fields = [
+        "period",
         "status",
         "merkle_root",
         "tx_hash",
         "submitted_at",
-        "created_at",
-        "updated_at",
-        "ranking_pretty",
+        "ranking_table",
+        "emission_percent",
         "emission_pretty",
         "meta_pretty",
+        "created_at",
+        "updated_at",
     ]
-    ranking_pretty = pretty_json("ranking")
-    emission_pretty = pretty_json("emission")
+    readonly_fields = fields
+    emission_pretty = pretty_json("emission", "emission (as submitted, frac64)")
     meta_pretty = pretty_json("meta")
 
     def has_add_permission(self, request):
@@ -43,6 +75,158 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    # --- display -------------------------------------------------------------------------
+
+    @admin.display(description="period [start, end)")
+    def period(self, obj: Checkpoint):
+        return format_html("[{}, {})", obj.period_start.isoformat(), obj.period_end.isoformat())
+
+    @admin.display(description="ranking")
+    def ranking_table(self, obj: Checkpoint):
+        if not obj.ranking:
+            return (obj.meta or {}).get("empty_reason") or "empty ranking"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    item.get("rank") if item.get("rank") is not None else "-",
+                    item.get("model_name") or "",
+                    item.get("model_id"),
+                    item.get("cruncher_name") or item.get("cruncher_id") or "",
+                    item.get("cruncher_index") if item.get("cruncher_index") is not None else "UNSET",
+                    item.get("value"),
+                    item.get("prediction_count"),
+                    f"{frac64_to_pct(item['reward_pct']):.7f} %" if item.get("reward_pct") is not None else "-",
+                    ", ".join(item.get("flags") or []),
+                )
+                for item in obj.ranking
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>rank</th><th>model</th><th>cruncher</th><th>cruncher index</th>"
+            "<th>value</th><th>predictions</th><th>reward</th><th>flags</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="emission (percent)")
+    def emission_percent(self, obj: Checkpoint):
+        emission = obj.emission or {}
+        lines = [("crunch", emission.get("crunch") or "(unset)", "")]
+        lines += [
+            ("cruncher index", r["cruncher_index"], f"{frac64_to_pct(r['reward_pct']):.7f} %")
+            for r in emission.get("cruncher_rewards", [])
+        ]
+        for key, label in (
+            ("compute_provider_rewards", "compute provider"),
+            ("data_provider_rewards", "data provider"),
+        ):
+            lines += [(label, r["provider"], f"{frac64_to_pct(r['reward_pct']):.7f} %") for r in emission.get(key, [])]
+        lines.append(("merkle root", emission.get("merkle_root") or "(none)", ""))
+        return format_html(
+            "<table><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", lines),
+        )
+
+    # --- operator actions ------------------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/confirm/",
+                self.admin_site.admin_view(self.confirm_view),
+                name="{}_{}_confirm".format(*info),
+            ),
+            path(
+                "<path:object_id>/advance/",
+                self.admin_site.admin_view(self.advance_view),
+                name="{}_{}_advance".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        checkpoint = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "can_confirm": checkpoint is not None and checkpoint.status == CheckpointStatus.PENDING,
+            "advance_to": next_advance(checkpoint) if checkpoint is not None else None,
+            # every field is read-only: state changes go through the buttons (the services)
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _checkpoint_for_change(self, request, object_id) -> Checkpoint:
+        checkpoint = get_object_or_404(Checkpoint, pk=object_id)
+        if not self.has_change_permission(request, checkpoint):
+            raise PermissionDenied
+        return checkpoint
+
+    def _change_url(self, checkpoint: Checkpoint) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[checkpoint.pk])
+
+    def confirm_view(self, request, object_id):
+        """ "Confirm tx hash": a form asking for the hash, then `checkpoint_confirm`."""
+        checkpoint = self._checkpoint_for_change(request, object_id)
+        form = ConfirmTxHashForm(request.POST or None)
+        error = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                checkpoint_confirm(
+                    checkpoint=checkpoint, tx_hash=form.cleaned_data["tx_hash"], actor=request.user.get_username()
+                )
+            except REFUSALS as exc:
+                error = str(exc)
+                messages.error(request, f"Refused: {error}")
+            else:
+                messages.success(
+                    request, f"Checkpoint {checkpoint.pk} confirmed with tx {form.cleaned_data['tx_hash']}"
+                )
+                return HttpResponseRedirect(self._change_url(checkpoint))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": checkpoint,
+            "title": f"Confirm the tx hash of checkpoint {checkpoint.pk}",
+            "form": form,
+            "error": error,
+            "change_url": self._change_url(checkpoint),
+        }
+        return TemplateResponse(request, "admin/checkpoints/checkpoint/confirm_tx_hash.html", context)
+
+    def advance_view(self, request, object_id):
+        """ "Advance status": POST `to`, then `checkpoint_advance`; the refusal is shown as an error."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        checkpoint = self._checkpoint_for_change(request, object_id)
+        to = request.POST.get("to", "")
+        try:
+            moved = checkpoint_advance(checkpoint=checkpoint, to=to, actor=request.user.get_username())
+        except REFUSALS as exc:
+            messages.error(request, f"Refused: {exc}")
+        else:
+            messages.success(request, f"Checkpoint {checkpoint.pk} is {moved.status}")
+        return HttpResponseRedirect(self._change_url(checkpoint))
+
+    @admin.action(description="Advance status of the selected checkpoints by one step")
+    def advance_selected(self, request, queryset):
+        for checkpoint in queryset.order_by("period_start"):
+            target = next_advance(checkpoint)
+            if target is None:
+                messages.error(
+                    request, f"Refused: checkpoint {checkpoint.pk} is {checkpoint.status} and cannot advance"
+                )
+                continue
+            try:
+                checkpoint_advance(checkpoint=checkpoint, to=target, actor=request.user.get_username())
+            except REFUSALS as exc:
+                messages.error(request, f"Refused: checkpoint {checkpoint.pk}: {exc}")
+            else:
+                messages.success(request, f"Checkpoint {checkpoint.pk} is {target}")
 
 
 @admin.register(CheckpointLeaf)

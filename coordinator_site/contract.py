@@ -213,16 +213,16 @@ STARTER_CONTRACT = CrunchContract(
         ]
     ),
     callables={
-        "RAW_INPUT_PROVIDER": None,
-        "INFERENCE_INPUT_BUILDER": None,
-        "INFERENCE_OUTPUT_VALIDATOR": None,
-        "PREDICTION_SCOPE_BUILDER": None,
-        "PREDICT_CALL_BUILDER": None,
+        "RAW_INPUT_PROVIDER": "predictions.defaults:tape_window_input",
+        "INFERENCE_INPUT_BUILDER": "predictions.defaults:build_inference_input",
+        "INFERENCE_OUTPUT_VALIDATOR": "predictions.defaults:validate_output",
+        "PREDICTION_SCOPE_BUILDER": "predictions.defaults:build_prediction_scope",
+        "PREDICT_CALL_BUILDER": "predictions.defaults:build_predict_call",
         "GROUND_TRUTH_RESOLVER": "scoring.ground_truth:resolve_ground_truth",
         "SCORING_FUNCTION": "scoring.functions:brier_score",
         "MODEL_SCORE_AGGREGATOR": "scoring.aggregation:aggregate_snapshot",
         "LEADERBOARD_RANKER": "scoring.ranking:rank_entries",
-        "EMISSION_BUILDER": None,
+        "EMISSION_BUILDER": "checkpoints.emission:build_tiered_emission",
         "REPORT_SCHEMA_PROVIDER": None,
     },
 )

@@ -50,6 +50,12 @@ class FeedIngestionState(FeedDimensions):
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_errors = models.PositiveIntegerField(default=0)
+    # Not polled again before this time: the poll interval after a success, capped backoff (or the
+    # server's Retry-After) after a failure. Kept in the row so a restarted worker does not storm.
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # Maintained by ingest (inserted rows) and retention (deleted rows) in the same transaction, so
+    # summaries need no COUNT(*) over the tape.
+    record_count = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet
 
 from feeds.dims import FeedDims, granularity_seconds, record_price
-from feeds.models import FeedRecord
+from feeds.models import FeedIngestionState, FeedRecord
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,68 @@ def latest(dims: FeedDims, n: int, *, until: datetime | None = None) -> list[Fee
     newest = list(qs.order_by("-ts_event")[:n])
     newest.reverse()
     return newest
+
+
+def price_at_or_fetch(dims: FeedDims, t: datetime, *, lookback_bars: int = 10) -> TapePrice | None:
+    """`price_at`, but when the tape has nothing the provider is asked once and what it returns is stored.
+
+    The plain `price_at` stays a pure index read; only a miss costs a provider call (logged by
+    `store_from_provider`). Provider errors propagate: the caller decides whether to retry later.
+    """
+    found = price_at(dims, t)
+    if found is not None:
+        return found
+    from feeds.services import store_from_provider  # a write, kept out of the read path's imports
+
+    bar = timedelta(seconds=granularity_seconds(dims.granularity))
+    if dims.kind == "candle":
+        start, end = t - lookback_bars * bar, t - bar + timedelta(microseconds=1)
+    else:
+        start, end = t - max(lookback_bars * bar, timedelta(minutes=1)), t + timedelta(microseconds=1)
+    store_from_provider(dims=dims, start=start, end=end, limit=lookback_bars * 60)
+    return price_at(dims, t)
+
+
+def _stream_bounds(dims: FeedDims) -> tuple[datetime | None, datetime | None]:
+    qs = records(dims).order_by()
+    # Each is one probe of the (source, subject, kind, granularity, ts_event) unique index.
+    oldest = qs.order_by("ts_event").values_list("ts_event", flat=True).first()
+    newest = qs.order_by("-ts_event").values_list("ts_event", flat=True).first()
+    return oldest, newest
+
+
+def feed_summaries() -> list[dict]:
+    """One dict per stream (configured or with ingestion state): counts, bounds, watermark, health.
+
+    Cheap on a big tape: `record_count` is maintained on FeedIngestionState by ingest and retention
+    (no COUNT(*)), oldest/newest are two index probes per stream. Records written behind ingest's
+    back (e.g. test factories) are not in record_count.
+    """
+    from feeds.services import configured_dims
+
+    states = {
+        FeedDims(s.source, s.subject, s.kind, s.granularity): s
+        for s in FeedIngestionState.objects.order_by("source", "subject", "kind", "granularity")
+    }
+    streams = list(states)
+    streams += [dims for dims in configured_dims() if dims not in states]
+    summaries = []
+    for dims in streams:
+        state = states.get(dims)
+        oldest, newest = _stream_bounds(dims)
+        summaries.append(
+            {
+                "source": dims.source,
+                "subject": dims.subject,
+                "kind": dims.kind,
+                "granularity": dims.granularity,
+                "record_count": state.record_count if state else 0,
+                "oldest_ts": oldest,
+                "newest_ts": newest,
+                "watermark_ts": state.last_event_ts if state else None,
+                "watermark_updated_at": state.updated_at if state else None,
+                "last_polled_at": state.last_polled_at if state else None,
+                "last_error": state.last_error if state else "",
+            }
+        )
+    return summaries

@@ -1,0 +1,42 @@
+"""Feed providers and the registry that picks one by source name (DESIGN.md §6).
+
+`get_provider(source)` returns an object with `fetch(dims, start, end, limit)` and `latest(dims)`
+returning `NormalizedRecord`s; see `feeds.providers.base.FeedProvider`.
+"""
+
+from importlib import import_module
+
+from feeds.providers.base import (
+    FeedProvider,
+    ProviderConfigError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+
+PROVIDERS = {
+    "pyth": "feeds.providers.pyth:PythProvider",
+    "binance": "feeds.providers.binance:BinanceProvider",
+    "synthetic": "feeds.providers.synthetic:SyntheticProvider",
+    "csv": "feeds.providers.csv_file:CsvProvider",
+}
+
+__all__ = [
+    "PROVIDERS",
+    "FeedProvider",
+    "ProviderConfigError",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderUnavailable",
+    "get_provider",
+]
+
+
+def get_provider(source: str) -> FeedProvider:
+    """A fresh provider for `source` (pyth, binance, synthetic, csv); ProviderConfigError for an unknown one."""
+    try:
+        module_name, attr = PROVIDERS[source].split(":")
+    except KeyError:
+        raise ProviderConfigError(f"unknown FEED_SOURCE {source!r}; known: {', '.join(PROVIDERS)}") from None
+    # Imported lazily so e.g. python-binance is only loaded when that source is used.
+    return getattr(import_module(module_name), attr)()

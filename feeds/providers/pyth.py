@@ -1,0 +1,191 @@
+"""Pyth: Hermes REST for the latest price, a TradingView-UDF `/history` endpoint for backfill.
+
+Hermes requires an API key since Pyth's 2026 upgrade (`Authorization: Bearer <PYTH_API_KEY>`); the
+old benchmarks TradingView shim is retired, so history comes from `PYTH_HISTORY_URL` (any UDF server
+for Pyth symbols, `symbol=Crypto.BTC/USD`), authenticated with `PYTH_HISTORY_TOKEN` when set.
+"""
+
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.utils import timezone
+
+from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
+from feeds.providers.base import (
+    ProviderConfigError,
+    ProviderUnavailable,
+    RecordRejected,
+    epoch_seconds,
+    from_epoch,
+    get_json,
+    parse_page,
+)
+
+# Pyth price feed ids (mainnet/stable), checked against Pyth's published feed-id list and
+# independent integrations. Others: set PYTH_FEED_IDS=SUBJECT=hexid,...
+FEED_IDS = {
+    "BTC": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
+    "ETH": "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace",
+    "SOL": "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d",
+}
+
+# TradingView resolutions (seconds resolutions carry an `S` suffix, minutes are bare numbers).
+UDF_RESOLUTIONS = {"1s": "1S", "1m": "1", "5m": "5", "15m": "15", "1h": "60", "4h": "240", "1d": "1D"}
+MAX_EMPTY_HOPS = 5  # `no_data` + nextTime jumps followed per fetch before giving up
+
+
+def feed_id(subject: str) -> str:
+    """The Hermes feed id of a subject (PYTH_FEED_IDS overrides the built-in map)."""
+    overrides = {k.upper(): v for k, v in settings.PYTH_FEED_IDS.items()}
+    found = overrides.get(subject.upper()) or FEED_IDS.get(subject.upper())
+    if not found:
+        raise ProviderConfigError(f"no Pyth feed id for subject {subject!r}: set PYTH_FEED_IDS={subject}=<hex id>")
+    return found.lower().removeprefix("0x")
+
+
+def scaled(price, expo) -> float:
+    """price x 10^expo, exact in Decimal (Pyth sends the mantissa as a string)."""
+    if isinstance(expo, bool) or not isinstance(expo, int):
+        raise RecordRejected(f"expo is not an integer: {expo!r}")
+    try:
+        return float(Decimal(str(price)).scaleb(expo))
+    except InvalidOperation:
+        raise RecordRejected(f"price is not a number: {price!r}") from None
+
+
+class PythProvider:
+    source = "pyth"
+
+    # --- latest: Hermes ------------------------------------------------------------------
+    def latest(self, dims: FeedDims) -> list[NormalizedRecord]:
+        if dims.kind == "candle":
+            # Hermes serves prices, not bars: the newest closed bar comes from the history endpoint.
+            bar = timedelta(seconds=granularity_seconds(dims.granularity))
+            now = timezone.now()
+            aligned = datetime.fromtimestamp(
+                epoch_seconds(now) // int(bar.total_seconds()) * int(bar.total_seconds()), tz=now.tzinfo
+            )
+            return self.fetch(dims, aligned - 3 * bar, now, 3)[-1:]
+        if not settings.PYTH_API_KEY:
+            raise ProviderConfigError(
+                "PYTH_API_KEY is not set: Hermes requires an API key since Pyth's 2026 upgrade "
+                "(set PYTH_API_KEY, or use FEED_SOURCE=synthetic offline)"
+            )
+        wanted = feed_id(dims.subject)
+        body = get_json(
+            f"{settings.PYTH_HERMES_URL.rstrip('/')}/v2/updates/price/latest",
+            params={"ids[]": wanted, "parsed": "true"},
+            headers={"Authorization": f"Bearer {settings.PYTH_API_KEY}", "Accept": "application/json"},
+            what="pyth hermes latest",
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("parsed", []), list):
+            raise ProviderUnavailable(f"pyth hermes latest: unexpected body {str(body)[:200]!r}")
+        return parse_page(
+            body.get("parsed") or [], lambda item: self._parse_hermes(dims, item, wanted), source=self.source
+        )
+
+    def _parse_hermes(self, dims: FeedDims, item: dict, wanted: str) -> NormalizedRecord:
+        if not isinstance(item, dict):
+            raise RecordRejected(f"price update is not an object: {item!r}")
+        if str(item.get("id", wanted)).lower().removeprefix("0x") != wanted:
+            raise RecordRejected(f"feed id {item.get('id')!r} was not requested")
+        price = item["price"]
+        publish_time = price.get("publish_time")
+        if isinstance(publish_time, bool) or not isinstance(publish_time, int):
+            raise RecordRejected(f"publish_time is not an integer: {publish_time!r}")
+        return NormalizedRecord(
+            source=self.source,
+            subject=dims.subject,
+            kind="tick",
+            granularity=dims.granularity,
+            ts_event=from_epoch(publish_time),
+            values={
+                "price": scaled(price.get("price"), price.get("expo")),
+                "conf": scaled(price.get("conf"), price.get("expo")),
+            },
+            meta={"feed_id": item.get("id"), "slot": (item.get("metadata") or {}).get("slot")},
+        )
+
+    # --- history: TradingView UDF ------------------------------------------------------------
+    def fetch(self, dims: FeedDims, start: datetime, end: datetime, limit: int) -> list[NormalizedRecord]:
+        if not settings.PYTH_HISTORY_URL:
+            raise ProviderConfigError(
+                "PYTH_HISTORY_URL is not set: Pyth history needs a TradingView-UDF /history endpoint "
+                "(the old benchmarks shim is retired)"
+            )
+        seconds = granularity_seconds(dims.granularity)
+        resolution = UDF_RESOLUTIONS[dims.granularity]
+        # Ticks from history are bar closes stamped at the bar's end (the price in force then, no look-ahead).
+        shift = seconds if dims.kind == "tick" else 0
+        lo = epoch_seconds(start) - shift
+        hi = epoch_seconds(end) - shift
+        headers = {"Accept": "application/json"}
+        if settings.PYTH_HISTORY_TOKEN:
+            headers["Authorization"] = f"Bearer {settings.PYTH_HISTORY_TOKEN}"
+        for _hop in range(MAX_EMPTY_HOPS):
+            if lo >= hi:
+                return []
+            window_end = min(hi, lo + limit * seconds)
+            body = get_json(
+                f"{settings.PYTH_HISTORY_URL.rstrip('/')}/history",
+                params={
+                    "symbol": f"Crypto.{dims.subject.upper()}/USD",
+                    "resolution": resolution,
+                    "from": lo,
+                    "to": window_end - 1,
+                },
+                headers=headers,
+                what="pyth history",
+            )
+            if not isinstance(body, dict):
+                raise ProviderUnavailable(f"pyth history: unexpected body {str(body)[:200]!r}")
+            status = body.get("s")
+            if status == "ok":
+                rows = self._udf_rows(body)
+                records = parse_page(rows, lambda row: self._parse_bar(dims, row, shift), source=self.source)
+                # A UDF server may include the still-forming bar: only closed bars are returned.
+                closed_before = timezone.now() - timedelta(seconds=seconds - shift)
+                records = [r for r in records if start <= r.ts_event < end and r.ts_event <= closed_before]
+                records.sort(key=lambda r: r.ts_event)
+                if records or window_end >= hi:
+                    return records[:limit]
+                lo = window_end
+            elif status == "no_data":
+                next_time = body.get("nextTime")
+                # nextTime points to the next bar with data (if any); jump there instead of walking empty windows.
+                lo = max(window_end, int(next_time)) if isinstance(next_time, int | float) else window_end
+            else:
+                raise ProviderUnavailable(f"pyth history: status {status!r}: {body.get('errmsg', '')}")
+        return []
+
+    @staticmethod
+    def _udf_rows(body: dict) -> list[dict]:
+        times = body.get("t")
+        if not isinstance(times, list):
+            raise ProviderUnavailable("pyth history: 'ok' body without a 't' array")
+        columns = {name: body.get(name) or [] for name in ("o", "h", "l", "c", "v")}
+        return [
+            {"t": t, **{name: (col[i] if i < len(col) else None) for name, col in columns.items()}}
+            for i, t in enumerate(times)
+        ]
+
+    def _parse_bar(self, dims: FeedDims, row: dict, shift: int) -> NormalizedRecord:
+        t = row["t"]
+        if isinstance(t, bool) or not isinstance(t, int | float):
+            raise RecordRejected(f"bar time is not a number: {t!r}")
+        if dims.kind == "tick":
+            values = {"price": row["c"]}
+        else:
+            values = {"open": row["o"], "high": row["h"], "low": row["l"], "close": row["c"]}
+            if row.get("v") is not None:
+                values["volume"] = row["v"]
+        return NormalizedRecord(
+            source=self.source,
+            subject=dims.subject,
+            kind=dims.kind,
+            granularity=dims.granularity,
+            ts_event=from_epoch(t + shift),
+            values=values,
+            meta={"from": "udf-history"} if shift else {},
+        )

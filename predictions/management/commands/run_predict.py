@@ -1,0 +1,66 @@
+"""`manage.py run_predict`: serve due prediction configs through the model gateway (DESIGN.md §7)."""
+
+import os
+import socket
+import time
+
+from django.conf import settings
+
+from coordinator_site.worker import UnitResult, WorkerCommand
+from predictions.gateway import build_gateway
+from predictions.services import run_predict_cycle
+
+
+class Command(WorkerCommand):
+    help = "Ask every model for a prediction on each due config; one cycle per unit of work."
+    worker_name = "run_predict"
+    default_sleep = 0.5
+
+    def add_worker_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--gateway", choices=["local", "remote"], default=None, help="Override MODEL_GATEWAY for this run."
+        )
+        parser.add_argument(
+            "--wait-ready",
+            type=float,
+            default=0.0,
+            help="Seconds to wait at start for the gateway to be ready (remote init runs in the background).",
+        )
+
+    def setup(self, options: dict) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.gateway = build_gateway(options["gateway"] or settings.MODEL_GATEWAY)
+        self.gateway.start()
+        deadline = time.monotonic() + options["wait_ready"]
+        while not self.gateway.ready and time.monotonic() < deadline and not self.stop:
+            self.stop.sleep(0.1)
+        self.log.info(
+            "model gateway %s %s, %d model(s) connected",
+            self.gateway.name,
+            "ready" if self.gateway.ready else "not ready yet",
+            len(self.gateway.connected_models()),
+        )
+
+    def teardown(self) -> None:
+        gateway = getattr(self, "gateway", None)
+        if gateway is not None:
+            gateway.close()
+
+    def run_unit(self, *, batch: int) -> UnitResult:
+        self.gateway.refresh()
+        if not self.gateway.ready:
+            # Never ask models before the gateway is up: every model would count ABSENT.
+            return UnitResult(found=False, counts={"gateway_not_ready": 1})
+        report = run_predict_cycle(gateway=self.gateway, worker_id=self.worker_id)
+        if report is None:
+            return UnitResult(found=False)
+        timings = " ".join(f"{k}={v:.1f}ms" for k, v in report.timings_ms.items())
+        self.log.info(
+            "%s slot %s input=%s %s%s",
+            report.scope_key,
+            report.scheduled_for.isoformat(),
+            report.input_id,
+            timings,
+            f" skipped: {report.skipped}" if report.skipped else "",
+        )
+        return UnitResult(found=True, counts={"cycles": 1, **report.counts})

@@ -1,0 +1,458 @@
+"""Writes of the predict stage: loading the configs file and running one predict cycle.
+
+A cycle serves one schedule slot of one PredictionConfig (DESIGN.md §7):
+
+1. claim the due config (conditional UPDATE of `claimed_by`/`lease_until`, committed);
+2. raw input from the tape, scope, model input (contract slots), outside any transaction;
+3. `tick` then `predict` through the model gateway (no transaction open);
+4. validate each answer (INFERENCE_OUTPUT_VALIDATOR, then the contract's `output_type`);
+5. ONE transaction: upsert model identities, insert the Input, bulk-insert every Prediction
+   (PENDING / FAILED with a reason / ABSENT), advance `next_run_at` and release the claim,
+   conditional on still holding it.
+
+A crash anywhere before step 5 commits leaves no Input and no Prediction; the slot stays due
+and is served once the lease expires. Inputs are unique per (config, scheduled_for), so a slot
+can never be written twice.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from predictions.choices import FailureReason, ModelStatus, PredictionStatus
+from predictions.configs import PredictionConfigSpec, read_configs
+from predictions.gateway.base import CallStatus, ModelCallResult, ModelGateway, ModelIdentity, is_finite_json
+from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction, PredictionConfig
+
+log = logging.getLogger("predictions")
+
+SCOPE_REQUIRED_KEYS = ("source", "subject", "kind", "granularity", "scope_key", "horizon_seconds", "step_seconds")
+DETAIL_MAX_CHARS = 2000
+LAST_SEEN_TOUCH_SECONDS = 60  # last_seen_at is refreshed at most this often per model (write amplification)
+ERROR_BACKOFF_MAX_SECONDS = 300
+
+
+# --- Configs file ------------------------------------------------------------------------
+
+
+def align_slot(now: datetime, interval_seconds: int) -> datetime:
+    """The start of the `interval_seconds` slot holding `now` (slots aligned to the epoch)."""
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % interval_seconds, tz=now.tzinfo or timezone.get_current_timezone())
+
+
+def upsert_prediction_configs(*, specs: list[PredictionConfigSpec], now: datetime | None = None) -> dict[str, int]:
+    """Upsert configs by `scope_key` (never renumbered, never dropped and re-created).
+
+    New configs are first due at the current aligned slot; an existing config keeps its
+    `next_run_at` (the schedule survives reloads and restarts). Configs no longer in the file
+    are deactivated, not deleted: their Inputs and Predictions stay.
+    """
+    now = now or timezone.now()
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "deactivated": 0}
+    fields = ("scope_template", "interval_seconds", "horizon_seconds", "active", "order")
+    with transaction.atomic():
+        existing = {c.scope_key: c for c in PredictionConfig.objects.select_for_update()}
+        for spec in specs:
+            config = existing.get(spec.scope_key)
+            values = {f: getattr(spec, f) for f in fields}
+            if config is None:
+                PredictionConfig.objects.create(
+                    scope_key=spec.scope_key, next_run_at=align_slot(now, spec.interval_seconds), **values
+                )
+                counts["created"] += 1
+            elif any(getattr(config, f) != v for f, v in values.items()):
+                changes = dict(values)
+                if config.next_run_at is None:
+                    changes["next_run_at"] = align_slot(now, spec.interval_seconds)
+                PredictionConfig.objects.filter(pk=config.pk).update(updated_at=now, **changes)
+                counts["updated"] += 1
+            else:
+                counts["unchanged"] += 1
+        listed = {s.scope_key for s in specs}
+        gone = [c.pk for key, c in existing.items() if key not in listed and c.active]
+        counts["deactivated"] = PredictionConfig.objects.filter(pk__in=gone).update(active=False, updated_at=now)
+    return counts
+
+
+def load_prediction_configs(*, path: str | Path | None = None, now: datetime | None = None) -> dict[str, int]:
+    """Read PREDICTION_CONFIGS_PATH (or `path`) and upsert it; ConfigFileError if it is invalid."""
+    return upsert_prediction_configs(specs=read_configs(path or settings.PREDICTION_CONFIGS_PATH), now=now)
+
+
+# --- Predict cycle ------------------------------------------------------------------------
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, for the worker's log line, the heartbeat and the benchmark."""
+
+    scope_key: str
+    scheduled_for: datetime
+    input_id: int | None = None
+    skipped: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Judged:
+    identity: ModelIdentity
+    status: str
+    failure_reason: str = ""
+    failure_detail: str = ""
+    output: Any = None
+    exec_time_us: int | None = None
+
+
+def claim_due_config(*, worker_id: str, now: datetime, lease_seconds: int) -> PredictionConfig | None:
+    """Claim the most overdue active config (compare-and-swap on the lease), or None."""
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    due = PredictionConfig.objects.filter(free, active=True, next_run_at__lte=now)
+    for pk in due.order_by("next_run_at", "order", "scope_key").values_list("pk", flat=True)[:10]:
+        claimed = due.filter(pk=pk).update(claimed_by=worker_id, lease_until=now + timedelta(seconds=lease_seconds))
+        if claimed:
+            return PredictionConfig.objects.get(pk=pk)
+    return None
+
+
+def slot_to_serve(config: PredictionConfig, now: datetime) -> tuple[datetime, int]:
+    """The newest slot of the config's grid at or before `now`, and how many slots were missed.
+
+    After downtime the node serves the current slot once: it does not fire every missed slot
+    at once (models cannot predict the past), and it never skips the slot that is due.
+    """
+    interval = config.interval_seconds
+    behind = max(0, int((now - config.next_run_at).total_seconds() // interval))
+    return config.next_run_at + timedelta(seconds=behind * interval), behind
+
+
+def validated_output(output: Any, *, validator, output_type) -> dict[str, Any]:
+    """The node's whole output check: the INFERENCE_OUTPUT_VALIDATOR slot, then the contract's
+    `output_type`. Raises ValueError/TypeError (pydantic's ValidationError is a ValueError)."""
+    return output_type.model_validate(validator(output)).model_dump(mode="json", by_alias=True)
+
+
+def judge(result: ModelCallResult, *, validator, output_type) -> Judged:
+    """Turn one predict answer into a prediction status (PENDING or FAILED with its reason)."""
+    if result.status == CallStatus.TIMEOUT:
+        return Judged(
+            result.identity,
+            PredictionStatus.FAILED,
+            FailureReason.TIMEOUT,
+            _clip(result.detail),
+            None,
+            result.exec_time_us,
+        )
+    if result.status == CallStatus.FAILED:
+        return Judged(
+            result.identity,
+            PredictionStatus.FAILED,
+            FailureReason.MODEL_ERROR,
+            _clip(result.detail or "FAILED"),
+            None,
+            result.exec_time_us,
+        )
+    try:
+        output = validated_output(result.output, validator=validator, output_type=output_type)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        return Judged(
+            result.identity,
+            PredictionStatus.FAILED,
+            FailureReason.INVALID_OUTPUT,
+            _clip(_describe_invalid(exc)),
+            _storable(result.output),
+            result.exec_time_us,
+        )
+    return Judged(result.identity, PredictionStatus.PENDING, "", "", output, result.exec_time_us)
+
+
+def run_predict_cycle(
+    *, gateway: ModelGateway, worker_id: str, now: datetime | None = None, lease_seconds: int | None = None
+) -> CycleReport | None:
+    """Serve the most overdue due config once; None when nothing is due (or claimable)."""
+    now = now or timezone.now()
+    lease_seconds = settings.PREDICT_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    clock = time.perf_counter()
+    config = claim_due_config(worker_id=worker_id, now=now, lease_seconds=lease_seconds)
+    if config is None:
+        return None
+    claim_ms = _lap(clock)
+    try:
+        report = _serve(config, gateway=gateway, worker_id=worker_id, now=now)
+        report.timings_ms = {"claim": claim_ms, **report.timings_ms}
+        return report
+    except BaseException as exc:
+        _push_back(config, worker_id=worker_id, now=now, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, now: datetime) -> CycleReport:
+    from coordinator_site.contract import get_callable, get_contract
+
+    clock = time.perf_counter()
+    scheduled_for, missed = slot_to_serve(config, now)
+    report = CycleReport(scope_key=config.scope_key, scheduled_for=scheduled_for)
+    next_run_at = scheduled_for + timedelta(seconds=config.interval_seconds)
+    if missed:
+        report.counts["missed_slots"] = missed
+        log.warning("%s: %d slot(s) missed during downtime; serving %s", config.scope_key, missed, scheduled_for)
+
+    contract = get_contract()
+    raw_input = get_callable("RAW_INPUT_PROVIDER")(config, now)
+    if raw_input is None:
+        report.skipped = "no input data on the tape"
+        _advance(config, worker_id=worker_id, next_run_at=next_run_at)
+        report.counts["skipped"] = 1
+        return report
+    contract.raw_input_type.model_validate(raw_input)
+    scope = get_callable("PREDICTION_SCOPE_BUILDER")(config, raw_input)
+    missing = [k for k in SCOPE_REQUIRED_KEYS if k not in scope]
+    if missing:
+        raise ValueError(f"PREDICTION_SCOPE_BUILDER returned a scope without {missing}")
+    inference_input = get_callable("INFERENCE_INPUT_BUILDER")(raw_input)
+    method, args, kwargs = get_callable("PREDICT_CALL_BUILDER")(scope, inference_input)
+    as_of = datetime.fromisoformat(raw_input["as_of"]) if raw_input.get("as_of") else None
+    report.timings_ms["input_build"] = _lap(clock)
+
+    clock = time.perf_counter()
+    ticks = gateway.call("tick", [inference_input])
+    answers = gateway.call(method, args, kwargs)
+    report.timings_ms["model_calls"] = _lap(clock)
+
+    clock = time.perf_counter()
+    validator = get_callable("INFERENCE_OUTPUT_VALIDATOR")
+    judged = [judge(a, validator=validator, output_type=contract.output_type) for a in answers]
+    report.timings_ms["validation"] = _lap(clock)
+
+    clock = time.perf_counter()
+    identities = {a.model_id: a.identity for a in answers}
+    for identity in gateway.connected_models():
+        identities.setdefault(identity.model_id, identity)
+    try:
+        input_id, counts = persist_cycle(
+            config=config,
+            worker_id=worker_id,
+            scheduled_for=scheduled_for,
+            next_run_at=next_run_at,
+            now=now,
+            raw_input=raw_input,
+            scope=scope,
+            as_of=as_of,
+            identities=list(identities.values()),
+            judged=judged,
+        )
+    except SlotAlreadyServed:
+        report.skipped = "slot already served"
+        report.counts["duplicate"] = 1
+        PredictionConfig.objects.filter(pk=config.pk, claimed_by=worker_id).update(claimed_by="", lease_until=None)
+        return report
+    report.timings_ms["persistence"] = _lap(clock)
+    report.input_id = input_id
+    report.counts.update(counts)
+    tick_problems = sum(1 for t in ticks if t.status != CallStatus.SUCCESS)
+    if tick_problems:
+        report.counts["tick_failed"] = tick_problems
+    return report
+
+
+class SlotAlreadyServed(Exception):
+    """Another worker wrote this (config, scheduled_for) first; this cycle wrote nothing."""
+
+
+class ClaimLost(Exception):
+    """The lease expired and someone else claimed the config; this cycle wrote nothing."""
+
+
+def persist_cycle(
+    *,
+    config: PredictionConfig,
+    worker_id: str,
+    scheduled_for: datetime,
+    next_run_at: datetime,
+    now: datetime,
+    raw_input: dict,
+    scope: dict,
+    as_of: datetime | None,
+    identities: list[ModelIdentity],
+    judged: list[Judged],
+) -> tuple[int, dict[str, int]]:
+    """Write one whole cycle in one transaction: identities, Input, every Prediction (one bulk
+    insert, ABSENT included) and the advanced schedule. All or nothing."""
+    resolvable_at = scheduled_for + timedelta(seconds=config.horizon_seconds)
+    try:
+        with transaction.atomic():
+            models = upsert_model_identities(identities=identities, now=now)
+            input_row = Input.objects.create(
+                config=config,
+                scheduled_for=scheduled_for,
+                raw_data=raw_input,
+                scope=scope,
+                as_of=as_of,
+                received_at=now,
+                resolvable_at=resolvable_at,
+            )
+            rows, counts = [], {}
+            answered = set()
+            for item in judged:
+                model = models.get(item.identity.model_id)
+                answered.add(item.identity.model_id)
+                if model is None or model["status"] != ModelStatus.ACTIVE:
+                    counts["retired_skipped"] = counts.get("retired_skipped", 0) + 1
+                    continue
+                rows.append(
+                    Prediction(
+                        input=input_row,
+                        model_id=model["pk"],
+                        config=config,
+                        scope_key=config.scope_key,
+                        deployment_id=item.identity.deployment_id,
+                        status=item.status,
+                        failure_reason=item.failure_reason,
+                        failure_detail=item.failure_detail,
+                        output=item.output,
+                        exec_time_us=item.exec_time_us,
+                        performed_at=now,
+                        resolvable_at=resolvable_at,
+                    )
+                )
+                key = item.failure_reason or item.status
+                counts[key.lower()] = counts.get(key.lower(), 0) + 1
+            for model_id, model in models.items():
+                if model["status"] == ModelStatus.ACTIVE and model_id not in answered:
+                    rows.append(
+                        Prediction(
+                            input=input_row,
+                            model_id=model["pk"],
+                            config=config,
+                            scope_key=config.scope_key,
+                            deployment_id=model["deployment_id"],
+                            status=PredictionStatus.ABSENT,
+                            performed_at=now,
+                            resolvable_at=resolvable_at,
+                        )
+                    )
+                    counts["absent"] = counts.get("absent", 0) + 1
+            Prediction.objects.bulk_create(rows)
+            _advance(config, worker_id=worker_id, next_run_at=next_run_at)
+    except IntegrityError as exc:
+        if Input.objects.filter(config=config, scheduled_for=scheduled_for).exists():
+            raise SlotAlreadyServed(str(exc)) from exc
+        raise
+    counts["predictions"] = len(rows)
+    return input_row.pk, counts
+
+
+def _advance(config: PredictionConfig, *, worker_id: str, next_run_at: datetime) -> None:
+    """Move the schedule on and release the claim, only if this worker still holds it."""
+    changes = {"next_run_at": next_run_at, "claimed_by": "", "lease_until": None}
+    if config.meta.get("last_error"):
+        changes["meta"] = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
+    updated = PredictionConfig.objects.filter(
+        pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
+    ).update(**changes)
+    if updated != 1:
+        raise ClaimLost(f"{config.scope_key}: claim lost before the cycle was written")
+
+
+def _push_back(config: PredictionConfig, *, worker_id: str, now: datetime, error: str) -> None:
+    """A failing cycle is recorded and retried later with backoff, so it cannot crash-loop or
+    hold up the other configs (the claim query skips leased rows)."""
+    attempts = int(config.meta.get("attempts", 0)) + 1
+    backoff = min(ERROR_BACKOFF_MAX_SECONDS, 2**attempts)
+    try:
+        PredictionConfig.objects.filter(pk=config.pk, claimed_by=worker_id).update(
+            claimed_by="",
+            lease_until=now + timedelta(seconds=backoff),
+            meta={**config.meta, "last_error": error[:DETAIL_MAX_CHARS], "attempts": attempts},
+        )
+    except Exception:
+        log.warning("%s: could not record the cycle error", config.scope_key, exc_info=True)
+
+
+def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -> dict[str, dict]:
+    """Make `Model` match what the gateway reports, writing only what changed.
+
+    Returns every known model that is ACTIVE or was just seen, keyed by model_id, as dicts
+    with `pk`, `status` and `deployment_id`. New models join ACTIVE; a changed deployment_id
+    is recorded in ModelDeployment (a redeploy); `last_seen_at` is refreshed at most every
+    LAST_SEEN_TOUCH_SECONDS.
+    """
+    seen = {i.model_id: i for i in identities}
+    rows = ParticipantModel.objects.filter(Q(status=ModelStatus.ACTIVE) | Q(model_id__in=list(seen))).values(
+        "pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status", "last_seen_at"
+    )
+    known = {r["model_id"]: r for r in rows}
+    changed, deployments, stale = [], [], []
+    touch_before = now - timedelta(seconds=LAST_SEEN_TOUCH_SECONDS)
+    for model_id, identity in seen.items():
+        row = known.get(model_id)
+        fields = {
+            "name": identity.name,
+            "cruncher_id": identity.cruncher_id,
+            "cruncher_name": identity.cruncher_name,
+            "deployment_id": identity.deployment_id,
+        }
+        if row is None or any(row[k] != v for k, v in fields.items()):
+            changed.append(ParticipantModel(model_id=model_id, first_seen_at=now, last_seen_at=now, **fields))
+            if row is None or row["deployment_id"] != identity.deployment_id:
+                deployments.append(identity)
+        elif row["last_seen_at"] < touch_before:
+            stale.append(row["pk"])
+    if changed:
+        saved = ParticipantModel.objects.bulk_create(
+            changed,
+            update_conflicts=True,
+            unique_fields=["model_id"],
+            update_fields=["name", "cruncher_id", "cruncher_name", "deployment_id", "last_seen_at", "updated_at"],
+        )
+        for obj in saved:
+            row = known.get(obj.model_id) or {"status": ModelStatus.ACTIVE}
+            if obj.pk is None:  # backends that do not return ids on upsert
+                obj.pk = ParticipantModel.objects.values_list("pk", flat=True).get(model_id=obj.model_id)
+            known[obj.model_id] = {**row, "pk": obj.pk, "model_id": obj.model_id, "deployment_id": obj.deployment_id}
+    if deployments:
+        ModelDeployment.objects.bulk_create(
+            [
+                ModelDeployment(
+                    model_id=known[i.model_id]["pk"], deployment_id=i.deployment_id, first_seen_at=now, last_seen_at=now
+                )
+                for i in deployments
+            ],
+            update_conflicts=True,
+            unique_fields=["model", "deployment_id"],
+            update_fields=["last_seen_at"],
+        )
+    if stale:
+        ParticipantModel.objects.filter(pk__in=stale).update(last_seen_at=now)
+    return known
+
+
+def _lap(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _clip(text: str | None) -> str:
+    return (text or "")[:DETAIL_MAX_CHARS]
+
+
+def _describe_invalid(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'output'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def _storable(output: Any) -> Any:
+    """Keep an invalid answer when the database can hold it (strict JSON), else its repr."""
+    if output is None or is_finite_json(output):
+        return output
+    return {"unstorable_output": repr(output)[:DETAIL_MAX_CHARS]}

@@ -1,0 +1,147 @@
+"""ingest_records: one bulk upsert + watermark per transaction; idempotent; bad records rejected one by one."""
+
+import logging
+import math
+from datetime import timedelta
+
+import pytest
+
+from feeds.dims import NormalizedRecord
+from feeds.models import FeedIngestionState, FeedRecord
+from feeds.selectors import feed_summaries
+from feeds.services import ingest_records, prune_records
+from tests.factories import T0
+from tests.feeds.helpers import candle, dims
+
+pytestmark = pytest.mark.django_db
+
+D = dims()
+
+
+def tape():
+    return list(FeedRecord.objects.order_by("ts_event").values_list("ts_event", "values"))
+
+
+def test_ingesting_the_same_page_twice_leaves_the_same_rows():
+    page = [candle(i, 100 + i) for i in range(5)]
+    assert ingest_records(page) == 5
+    first = tape()
+    ids = set(FeedRecord.objects.values_list("id", flat=True))
+    assert ingest_records(page) == 5
+    assert tape() == first
+    assert set(FeedRecord.objects.values_list("id", flat=True)) == ids
+    assert FeedIngestionState.objects.get(**D.as_filter()).record_count == 5
+
+
+def test_out_of_order_records_and_corrections_are_fine():
+    ingest_records([candle(3, 103), candle(0, 100), candle(2, 102)])
+    ingest_records([candle(1, 101), candle(2, 202)])  # fills a hole and corrects a bar
+    assert [v["close"] for _, v in tape()] == [100, 101, 202, 103]
+    state = FeedIngestionState.objects.get(**D.as_filter())
+    assert state.last_event_ts == T0 + timedelta(minutes=3)
+    assert state.record_count == 4
+
+
+def test_duplicates_inside_one_page_keep_the_last():
+    assert ingest_records([candle(0, 100), candle(0, 111)]) == 1
+    assert tape() == [(T0, candle(0, 111).values)]
+
+
+def test_the_watermark_never_moves_backwards():
+    ingest_records([candle(60)])
+    moved_at = FeedIngestionState.objects.get(**D.as_filter()).updated_at
+    ingest_records([candle(i) for i in range(10)])  # old history arrives later
+    state = FeedIngestionState.objects.get(**D.as_filter())
+    assert state.last_event_ts == T0 + timedelta(minutes=60)
+    assert state.updated_at == moved_at  # watermark_updated_at: only when it moves
+    assert state.record_count == 11
+
+
+def test_garbage_is_rejected_per_record_with_a_reason_and_good_records_are_kept(caplog):
+    good = candle(0)
+    bad = [
+        NormalizedRecord(
+            "synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=1), {"open": 1, "high": 2, "low": 0}
+        ),
+        NormalizedRecord(
+            "synthetic",
+            "BTC",
+            "candle",
+            "1m",
+            T0 + timedelta(minutes=2),
+            {"open": "x", "high": 2, "low": 0, "close": 1},
+        ),
+        NormalizedRecord(
+            "synthetic",
+            "BTC",
+            "candle",
+            "1m",
+            T0 + timedelta(minutes=3),
+            {"open": math.nan, "high": 2, "low": 0, "close": 1},
+        ),
+        NormalizedRecord("synthetic", "BTC", "tick", "1s", T0, {"price": math.inf}),
+        NormalizedRecord("synthetic", "BTC", "tick", "1s", T0.replace(tzinfo=None), {"price": 1}),
+    ]
+    with caplog.at_level(logging.WARNING, logger="feeds"):
+        assert ingest_records([*bad[:2], good, *bad[2:]]) == 1
+    assert tape() == [(T0, good.values)]
+    reasons = "\n".join(r.getMessage() for r in caplog.records)
+    assert "missing field 'close'" in reasons
+    assert "'open' is not a number: 'x'" in reasons
+    assert "'open' is not finite" in reasons
+    assert "'price' is not finite" in reasons
+    assert "aware datetime" in reasons
+
+
+def test_numeric_strings_are_stored_as_numbers():
+    record = NormalizedRecord("binance", "BTC", "tick", "1s", T0, {"price": "68512.34000000"})
+    ingest_records([record])
+    assert FeedRecord.objects.get().values == {"price": 68512.34}
+
+
+def test_one_call_writes_several_streams_each_with_its_own_watermark():
+    other = dims(granularity="5m")
+    ingest_records([candle(0), candle(5, d=other), candle(10, d=other)])
+    marks = dict(FeedIngestionState.objects.values_list("granularity", "last_event_ts"))
+    assert marks == {"1m": T0, "5m": T0 + timedelta(minutes=10)}
+
+
+def test_retention_deletes_old_records_in_batches_and_keeps_counts(settings):
+    ingest_records([candle(i) for i in range(25)])
+    deleted = prune_records(older_than=T0 + timedelta(minutes=20), batch_size=7, max_batches=10)
+    assert deleted == 20
+    assert [t for t, _ in tape()] == [T0 + timedelta(minutes=i) for i in range(20, 25)]
+    assert FeedIngestionState.objects.get(**D.as_filter()).record_count == 5
+    # The batch budget bounds one call; the rest goes on the next one.
+    ingest_records([candle(i) for i in range(20)])
+    assert prune_records(older_than=T0 + timedelta(minutes=20), batch_size=5, max_batches=2) == 10
+
+
+def test_feed_summaries_have_the_agreed_keys_and_no_count_scan(settings, django_assert_max_num_queries):
+    settings.FEED_SOURCE, settings.FEED_SUBJECTS, settings.FEED_KIND, settings.FEED_GRANULARITY = (
+        "synthetic",
+        ["BTC", "ETH"],
+        "candle",
+        "1m",
+    )
+    ingest_records([candle(i) for i in range(3)])
+    with django_assert_max_num_queries(1 + 2 * 2):
+        summaries = feed_summaries()
+    assert [s["subject"] for s in summaries] == ["BTC", "ETH"]
+    btc, eth = summaries
+    assert set(btc) == {
+        "source",
+        "subject",
+        "kind",
+        "granularity",
+        "record_count",
+        "oldest_ts",
+        "newest_ts",
+        "watermark_ts",
+        "watermark_updated_at",
+        "last_polled_at",
+        "last_error",
+    }
+    assert (btc["record_count"], btc["oldest_ts"], btc["newest_ts"]) == (3, T0, T0 + timedelta(minutes=2))
+    assert btc["watermark_ts"] == T0 + timedelta(minutes=2)
+    assert (eth["record_count"], eth["oldest_ts"], eth["watermark_ts"]) == (0, None, None)

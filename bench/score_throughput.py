@@ -12,6 +12,7 @@ bare SQL aggregate (count-weighted window means per model) over the same rows.
 """
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -80,20 +81,39 @@ def seed_round_data(*, inputs: int, models: int) -> int:
     return inputs * models
 
 
-def bench_scoring(*, inputs: int, models: int, batch: int) -> None:
-    predictions = seed_round_data(inputs=inputs, models=models)
-    started = time.perf_counter()
+def drain(worker: str, batch: int) -> tuple[int, int]:
+    """score_batch until the queue is empty; returns (units, predictions scored)."""
     scored = units = 0
     while True:
-        result = score_batch(worker="bench", batch=batch)
+        result = score_batch(worker=worker, batch=batch)
         if not result.claimed:
-            break
+            return units, scored
         units += 1
         scored += result.scored
+
+
+def _drain_in_child(args: tuple[str, int]) -> tuple[int, int]:
+    connection.close()  # a fresh connection per process
+    return drain(*args)
+
+
+def bench_scoring(*, inputs: int, models: int, batch: int, workers: int) -> None:
+    predictions = seed_round_data(inputs=inputs, models=models)
+    connection.close()
+    started = time.perf_counter()
+    if workers == 1:
+        units, scored = drain("bench", batch)
+    else:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_drain_in_child, [(f"bench-{n}", batch) for n in range(workers)])
+        units, scored = (sum(r[0] for r in results), sum(r[1] for r in results))
     scoring_seconds = time.perf_counter() - started
     rebuild_leaderboard()
     total = time.perf_counter() - started
-    print(f"scoring: {predictions} predictions over {inputs} inputs x {models} models, batch={batch} inputs")
+    print(
+        f"scoring: {predictions} predictions over {inputs} inputs x {models} models, "
+        f"batch={batch} inputs, {workers} worker process(es)"
+    )
     print(
         f"  scored {scored} in {units} units: {scoring_seconds:.2f} s ({scored / scoring_seconds:,.0f} predictions/s)"
     )
@@ -192,6 +212,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="Inputs per score_batch unit.")
     parser.add_argument("--scores", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="Scoring processes sharing the queue.")
     parser.add_argument("--skip-leaderboard", action="store_true")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
@@ -200,7 +221,7 @@ def main() -> None:
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
         print(f"database: {connection.settings_dict['NAME']} (throwaway), postgres {connection.pg_version}")
-        bench_scoring(inputs=args.inputs, models=args.models, batch=args.batch)
+        bench_scoring(inputs=args.inputs, models=args.models, batch=args.batch, workers=args.workers)
         if not args.skip_leaderboard:
             bench_leaderboard(scores=args.scores, repeats=args.repeats)
     finally:

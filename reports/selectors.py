@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Min, Q, QuerySet
+from django.db.models import Avg, Count, Max, Q, QuerySet
 
 from checkpoints.models import Checkpoint
 from coordinator_site.contract import get_contract
 from coordinator_site.models import WorkerHeartbeat
-from feeds.models import FeedIngestionState, FeedRecord
+from feeds.models import FeedRecord
 from predictions.models import ParticipantModel, Prediction, PredictionConfig
 from scoring.models import Leaderboard, Score, Snapshot
 
@@ -220,41 +220,6 @@ def predictions() -> QuerySet[Prediction]:
 
 
 # --- Feeds ----------------------------------------------------------------------------------
-
-
-def feed_summaries() -> list[dict[str, Any]]:
-    """One row per stream on the tape or in the ingestion state, ordered by its dims.
-
-    Keys: source, subject, kind, granularity, record_count, oldest_ts, newest_ts, watermark_ts,
-    watermark_updated_at, last_polled_at, last_error.
-    """
-    dims = ("source", "subject", "kind", "granularity")
-    summaries: dict[tuple, dict[str, Any]] = {}
-    for row in FeedRecord.objects.values(*dims).annotate(
-        record_count=Count("id"), oldest_ts=Min("ts_event"), newest_ts=Max("ts_event")
-    ):
-        key = tuple(row[d] for d in dims)
-        summaries[key] = {
-            **row,
-            "watermark_ts": None,
-            "watermark_updated_at": None,
-            "last_polled_at": None,
-            "last_error": "",
-        }
-    for state in FeedIngestionState.objects.all():
-        key = tuple(getattr(state, d) for d in dims)
-        row = summaries.setdefault(
-            key, {**dict(zip(dims, key, strict=True)), "record_count": 0, "oldest_ts": None, "newest_ts": None}
-        )
-        row.update(
-            {
-                "watermark_ts": state.last_event_ts,
-                "watermark_updated_at": state.updated_at,
-                "last_polled_at": state.last_polled_at,
-                "last_error": state.last_error,
-            }
-        )
-    return [summaries[key] for key in sorted(summaries)]
 
 
 def feed_records() -> QuerySet[FeedRecord]:

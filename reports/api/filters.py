@@ -1,5 +1,7 @@
 """django-filter filtersets: one per listed model. Bad values are a 400 naming the parameter."""
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from django_filters.widgets import CSVWidget
@@ -41,6 +43,17 @@ class ModelIdsFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """ISO 8601 with `Z` or any offset, compared in UTC.
+
+    An offset beyond +-15:59 is valid ISO 8601 but not a PostgreSQL timestamptz literal, so the
+    value is converted to UTC before it reaches SQL.
+    """
+
+    def filter(self, qs, value):
+        return super().filter(qs, value.astimezone(UTC) if value else value)
+
+
 class TimeRangeMixin:
     """The two bounds named in `range_params` (ISO 8601 with `Z` or an offset; naive = UTC) in order."""
 
@@ -65,10 +78,8 @@ class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
     config = django_filters.NumberFilter(field_name="config_id", help_text="PredictionConfig id.")
     status = django_filters.ChoiceFilter(choices=PredictionStatus.choices)
     failure_reason = django_filters.ChoiceFilter(choices=FailureReason.choices)
-    start = django_filters.IsoDateTimeFilter(
-        field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start"
-    )
-    end = django_filters.IsoDateTimeFilter(field_name="performed_at", lookup_expr="lt", help_text="performed_at < end")
+    start = UtcDateTimeFilter(field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start")
+    end = UtcDateTimeFilter(field_name="performed_at", lookup_expr="lt", help_text="performed_at < end")
 
     class Meta:
         model = Prediction
@@ -79,12 +90,8 @@ class SnapshotFilter(TimeRangeMixin, django_filters.FilterSet):
     range_params = ("since", "until")
 
     model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
-    since = django_filters.IsoDateTimeFilter(
-        field_name="period_start", lookup_expr="gte", help_text="period_start >= since"
-    )
-    until = django_filters.IsoDateTimeFilter(
-        field_name="period_start", lookup_expr="lt", help_text="period_start < until"
-    )
+    since = UtcDateTimeFilter(field_name="period_start", lookup_expr="gte", help_text="period_start >= since")
+    until = UtcDateTimeFilter(field_name="period_start", lookup_expr="lt", help_text="period_start < until")
 
     class Meta:
         model = Snapshot

@@ -6,7 +6,7 @@ with a `Link: <…>; rel="next"` header. Paths have no trailing slash (the route
 """
 
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from coordinator_site.contract import competition_name, get_callable, get_contract
 from coordinator_site.transitions import InvalidTransition
+from feeds.selectors import feed_summaries
 from predictions.models import ParticipantModel
 from reports import selectors
 from reports.api import openapi
@@ -78,7 +79,7 @@ def time_range_param(request):
             bounds[name] = None
             continue
         try:
-            bounds[name] = field.to_internal_value(raw)
+            bounds[name] = field.to_internal_value(raw).astimezone(UTC)  # offsets > 15:59 are not SQL
         except serializers.ValidationError as exc:
             raise ValidationError({name: f"Not an ISO 8601 date-time: {raw!r} ({exc.detail[0]})"}) from None
         if not MIN_YEAR <= bounds[name].year <= MAX_YEAR:
@@ -225,7 +226,7 @@ class FeedViewSet(ReportViewSet):
 
     @extend_schema(summary="Feeds on the tape", description="One row per stream (dims), with counts and watermark.")
     def list(self, request):
-        return Response(s.FeedSummarySerializer(selectors.feed_summaries(), many=True).data)
+        return Response(s.FeedSummarySerializer(feed_summaries(), many=True).data)
 
     @extend_schema(
         summary="Newest tape records",

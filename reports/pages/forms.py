@@ -1,5 +1,7 @@
 """Filter forms of the HTML pages."""
 
+from datetime import UTC
+
 from django import forms
 
 from predictions.choices import PredictionStatus
@@ -29,6 +31,9 @@ class PredictionFilterForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        for name in ("since", "until"):  # any ISO offset is accepted; SQL gets UTC (PostgreSQL caps offsets)
+            if cleaned.get(name):
+                cleaned[name] = cleaned[name].astimezone(UTC)
         since, until = cleaned.get("since"), cleaned.get("until")
         if since and until and since >= until:
             raise forms.ValidationError("'From' must be before 'Until'.")

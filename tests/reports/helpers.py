@@ -5,6 +5,9 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from feeds.dims import NormalizedRecord
+from feeds.models import FeedIngestionState
+from feeds.services import ingest_records
 from predictions.choices import FailureReason, PredictionStatus
 from reports.services import api_key_create
 from scoring.models import Leaderboard
@@ -12,8 +15,6 @@ from tests.factories import (
     T0,
     make_checkpoint,
     make_config,
-    make_feed_record,
-    make_ingestion_state,
     make_input,
     make_model,
     make_prediction,
@@ -66,6 +67,10 @@ def leaderboard_entry(model, rank, recent, **extra):
     }
 
 
+def candle(close: float) -> dict:
+    return {"open": close - 0.5, "high": close + 1, "low": close - 1, "close": close, "volume": 2.0}
+
+
 def build_world():
     """Two models, one config with three inputs, predictions of every status, scores, snapshots,
     two leaderboards (older and newer), a feed stream and two checkpoints."""
@@ -95,9 +100,11 @@ def build_world():
     ]
     make_leaderboard([leaderboard_entry(beta, 1, 0.9)], created_at=T0 - timedelta(hours=1))
     newest_board = make_leaderboard([leaderboard_entry(beta, 2, 0.5), leaderboard_entry(alpha, 1, 0.2)])
-    for i in range(5):
-        make_feed_record(ts_event=T0 + timedelta(minutes=i), values={"close": 100.0 + i})
-    make_ingestion_state(last_event_ts=T0 + timedelta(minutes=4), last_polled_at=T0 + timedelta(minutes=5))
+    ingest_records(  # the real ingest path: watermark and record count as run_feed keeps them
+        NormalizedRecord("synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=i), candle(100.0 + i))
+        for i in range(5)
+    )
+    FeedIngestionState.objects.update(last_polled_at=T0 + timedelta(minutes=5))
     ranking = [
         {
             "model_id": "alpha",

@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import T0
-from tests.reports.helpers import build_world
+from tests.reports.helpers import build_world, candle
 
 pytestmark = pytest.mark.django_db
 RANGE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-03T00:00:00Z"}
@@ -187,10 +187,11 @@ def test_predictions_pages_follow_the_link_header_without_gaps(api, world):
 
 
 def test_feeds_summary(api, world):
-    rows = get_json(api, "/reports/feeds")
-    assert len(rows) == 1
-    row = rows[0]
-    assert (row["source"], row["subject"], row["kind"], row["granularity"]) == ("synthetic", "BTC", "candle", "1m")
+    rows = {(r["source"], r["subject"], r["kind"], r["granularity"]): r for r in get_json(api, "/reports/feeds")}
+    # The ingested stream, and the configured one (pyth/BTC/tick/1s by default) that has no data yet.
+    assert rows[("pyth", "BTC", "tick", "1s")]["record_count"] == 0
+    row = rows[("synthetic", "BTC", "candle", "1m")]
+    assert row["record_count"] == 5
     assert row["oldest_ts"] == "2026-11-02T00:00:00Z"
     assert row["newest_ts"] == "2026-11-02T00:04:00Z"
     assert row["watermark_ts"] == "2026-11-02T00:04:00Z"
@@ -200,7 +201,7 @@ def test_feeds_summary(api, world):
 def test_feeds_tail_is_newest_first_and_limited(api, world):
     rows = get_json(api, "/reports/feeds/tail", {"limit": 2, "subject": "BTC"})
     assert [r["ts_event"] for r in rows] == ["2026-11-02T00:04:00Z", "2026-11-02T00:03:00Z"]
-    assert rows[0]["values"] == {"close": 104.0}
+    assert rows[0]["values"] == candle(104.0)
     assert get_json(api, "/reports/feeds/tail", {"subject": "ETH"}) == []
 
 

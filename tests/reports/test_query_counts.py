@@ -35,7 +35,7 @@ def grown_world():
         (f"/reports/models/metrics?{RANGE}", 1),
         ("/reports/snapshots", 1),
         ("/reports/feeds/tail", 1),
-        ("/reports/feeds", 2),
+        ("/reports/feeds", 5),
         ("/reports/checkpoints", 1),
         ("/reports/checkpoints/latest", 2),
         ("/reports/emissions/latest", 1),

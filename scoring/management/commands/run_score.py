@@ -1,0 +1,44 @@
+"""`manage.py run_score`: resolve, score, snapshot and rank (DESIGN.md §8).
+
+Each unit is one claimed batch of Inputs (`--batch`, default 50). The leaderboard is rebuilt
+after units that changed anything, once the queue is drained (or at least every
+LEADERBOARD_REBUILD_INTERVAL seconds while it is not), and once at start in case a crash
+skipped the last rebuild.
+"""
+
+import os
+import socket
+import time
+
+from coordinator_site.worker import UnitResult, WorkerCommand
+from scoring.policy import missing_policy
+from scoring.services import rebuild_leaderboard, score_batch
+
+LEADERBOARD_REBUILD_INTERVAL = 30.0
+
+
+class Command(WorkerCommand):
+    help = "Score resolvable predictions, update snapshots and the leaderboard."
+    worker_name = "run_score"
+    default_sleep = 2.0
+    default_batch = 50
+
+    def setup(self, options: dict) -> None:
+        missing_policy()  # an unusable MISSING_PREDICTION_POLICY stops the worker at start
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.once = options["once"]
+        self.dirty = True
+        self.last_rebuild = time.monotonic()
+
+    def run_unit(self, *, batch: int) -> UnitResult:
+        result = score_batch(worker=self.worker_id, batch=batch)
+        self.dirty = self.dirty or result.changed
+        counts = result.counts()
+        drained = result.claimed < batch
+        overdue = time.monotonic() - self.last_rebuild >= LEADERBOARD_REBUILD_INTERVAL
+        if self.dirty and (drained or overdue or self.once):
+            rebuild_leaderboard()
+            self.dirty = False
+            self.last_rebuild = time.monotonic()
+            counts["leaderboard"] = 1
+        return UnitResult(found=result.claimed > 0, counts=counts)

@@ -1,0 +1,114 @@
+"""Reads of scores, snapshots and leaderboards (for the leaderboard, checkpoints and reports)."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from scoring.aggregation import NO_GROUND_TRUTH
+from scoring.models import Leaderboard, Score, Snapshot
+
+
+def leaderboard_latest() -> Leaderboard | None:
+    """The newest leaderboard row (the current ranking), or None before the first rebuild."""
+    return Leaderboard.objects.order_by("-created_at", "-id").first()
+
+
+def window_aggregates(
+    *, starts: dict[str, datetime], end: datetime, count_windows: set[str] | None = None
+) -> dict[tuple[int, str], dict[str, dict[str, float]]]:
+    """Per (model pk, scope_key) and per window, sums and counts of the scores in [start, end].
+
+    One GROUP BY over the Score table (index `score_window`), one set of conditional aggregates
+    per window: `sum`/`n` (non-null Score.value: sum / n is the count-weighted mean), `asked`
+    (every score except predictions whose Input had no ground truth) and `answered` (successful
+    scores). Sums and counts add up exactly across scopes and windows, so callers never take a
+    mean of means. `count_windows` limits asked/answered to those windows (the others report 0),
+    which keeps the aggregate close to the cost of the bare means.
+    """
+    if not starts:
+        return {}
+    earliest = min(starts.values())
+    annotations: dict[str, Any] = {}
+    for name, start in starts.items():
+        inside = Q(performed_at__gte=start)
+        annotations[f"{name}__sum"] = Sum("value", filter=inside)
+        annotations[f"{name}__n"] = Count("value", filter=inside)
+        if count_windows is None or name in count_windows:
+            annotations[f"{name}__asked"] = Count("id", filter=inside & ~Q(failed_reason=NO_GROUND_TRUTH))
+            annotations[f"{name}__answered"] = Count("id", filter=inside & Q(success=True))
+    rows = (
+        Score.objects.filter(performed_at__gte=earliest, performed_at__lte=end)
+        .values("model_id", "scope_key")
+        .annotate(**annotations)
+        .order_by()
+    )
+    result: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
+    for row in rows:
+        result[(row["model_id"], row["scope_key"])] = {
+            name: {stat: float(row.get(f"{name}__{stat}") or 0.0) for stat in ("sum", "n", "asked", "answered")}
+            for name in starts
+        }
+    return result
+
+
+def model_aggregates(*, start: datetime, end: datetime) -> dict[int, dict[str, float | int | None]]:
+    """Per model pk over scores performed in [start, end): mean value, value_count, asked, answered, coverage.
+
+    The same count-weighted SQL aggregate as the leaderboard windows, for a fixed period
+    (e.g. a checkpoint period).
+    """
+    rows = (
+        Score.objects.filter(performed_at__gte=start, performed_at__lt=end)
+        .values("model_id")
+        .annotate(
+            total=Sum("value"),
+            n=Count("value"),
+            asked=Count("id", filter=~Q(failed_reason=NO_GROUND_TRUTH)),
+            answered=Count("id", filter=Q(success=True)),
+        )
+        .order_by()
+    )
+    return {
+        row["model_id"]: {
+            "value": row["total"] / row["n"] if row["n"] else None,
+            "value_count": row["n"],
+            "asked": row["asked"],
+            "answered": row["answered"],
+            "coverage": row["answered"] / row["asked"] if row["asked"] else None,
+        }
+        for row in rows
+    }
+
+
+def snapshot_series(*, model_id: str, start: datetime | None = None, end: datetime | None = None) -> QuerySet[Snapshot]:
+    """One model's snapshots (by the orchestrator's model_id) with period_start in [start, end), oldest first."""
+    qs = Snapshot.objects.filter(model__model_id=model_id)
+    if start is not None:
+        qs = qs.filter(period_start__gte=start)
+    if end is not None:
+        qs = qs.filter(period_start__lt=end)
+    return qs.order_by("period_start")
+
+
+def score_series(
+    *,
+    model_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    scope_key: str | None = None,
+) -> QuerySet:
+    """One model's per-prediction scores in [start, end) of performed_at, oldest first (for charts).
+
+    Rows are dicts: performed_at, scope_key, value, success, failed_reason, input_id, prediction_id.
+    """
+    qs = Score.objects.filter(model__model_id=model_id)
+    if start is not None:
+        qs = qs.filter(performed_at__gte=start)
+    if end is not None:
+        qs = qs.filter(performed_at__lt=end)
+    if scope_key is not None:
+        qs = qs.filter(scope_key=scope_key)
+    return qs.order_by("performed_at", "id").values(
+        "performed_at", "scope_key", "value", "success", "failed_reason", "input_id", "prediction_id"
+    )

@@ -1,0 +1,644 @@
+"""The score worker's writes (DESIGN.md §8): claim Inputs, resolve, score, snapshot, rank.
+
+One unit of work (`score_batch`):
+
+1. claim up to `batch` due Inputs with a conditional UPDATE and a lease (short transaction);
+2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER) and
+   score its PENDING predictions (SCORING_FUNCTION), each call isolated so one raising
+   prediction fails alone; apply the missing-answer policy to FAILED/ABSENT predictions;
+3. one transaction writes everything of the batch: Input status and actuals, one Score per
+   prediction, prediction statuses, snapshot upserts. Inputs whose lease was lost are skipped.
+   If that transaction fails, the Inputs are written one by one, so a poisoned Input is pushed
+   back (attempts, next_attempt_at, last_error) and the rest of the batch still lands.
+
+`rebuild_leaderboard` ranks models on window metrics aggregated in SQL from the Score table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import BaseModel
+
+from coordinator_site.contract import get_callable, get_contract
+from predictions.choices import FailureReason, InputStatus, PredictionStatus
+from predictions.models import Input, ParticipantModel, Prediction
+from scoring.aggregation import merge_summaries
+from scoring.hashing import canonical_json, leaf_hash, snapshot_document
+from scoring.models import Leaderboard, Score, Snapshot
+from scoring.policy import MissingPolicy, missing_policy
+from scoring.selectors import window_aggregates
+
+log = logging.getLogger(__name__)
+
+# An Input whose ground truth is not there yet is looked at again after this long.
+NOT_YET_RETRY_SECONDS = 10
+# A poisoned Input (resolver or write raising) backs off exponentially up to the cap.
+RETRY_BASE_SECONDS = 10
+RETRY_MAX_SECONDS = 900
+ID_CHUNK = 5000
+DETAIL_MAX = 2000
+# Serialises leaderboard rebuilds across processes on Postgres (SQLite serialises writers).
+LEADERBOARD_LOCK_KEY = 0x5C0BE
+
+
+@dataclass
+class BatchResult:
+    """What one `score_batch` call did (the worker logs these counts)."""
+
+    claimed: int = 0
+    resolved: int = 0
+    expired: int = 0
+    deferred: int = 0
+    errors: int = 0
+    lost: int = 0
+    scored: int = 0
+    scoring_errors: int = 0
+    penalised: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.resolved or self.expired)
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+@dataclass
+class InputOutcome:
+    """Everything decided for one claimed Input, computed before the write transaction."""
+
+    input: Input
+    kind: str  # resolved | expired | deferred | error
+    actuals: dict[str, Any] | None = None
+    error: str = ""
+    scores: list[ScoreRow] = field(default_factory=list)
+    scored_ids: list[int] = field(default_factory=list)
+    scoring_errors: list[tuple[int, str]] = field(default_factory=list)
+    expired_ids: list[int] = field(default_factory=list)
+    penalised: int = 0
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    id: int
+    input_id: int
+    model_id: int
+    status: str
+    failure_reason: str
+    failure_detail: str
+    output: Any
+    performed_at: datetime
+    scope_key: str
+
+
+PREDICTION_FIELDS = [f for f in PredictionRow.__dataclass_fields__]
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+
+
+def _detail(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:DETAIL_MAX]
+
+
+def period_start_for(t: datetime, period_seconds: int | None = None) -> datetime:
+    """Start of the aligned snapshot period [start, start + SNAPSHOT_PERIOD_SECONDS) holding t."""
+    period = period_seconds or settings.SNAPSHOT_PERIOD_SECONDS
+    seconds = math.floor(t.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % period, tz=UTC)
+
+
+# --- 1. claim -----------------------------------------------------------------------------
+
+
+def due_inputs_filter(now: datetime) -> Q:
+    """RECEIVED Inputs past resolvable_at, not backing off, lease free or expired."""
+    return (
+        Q(status=InputStatus.RECEIVED, resolvable_at__lte=now)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    )
+
+
+def claim_inputs(*, worker: str, batch: int, now: datetime | None = None) -> tuple[str, list[Input]]:
+    """Lease up to `batch` due Inputs (oldest resolvable_at first) to a fresh claim token.
+
+    Candidates are read with FOR UPDATE SKIP LOCKED on Postgres (so concurrent workers take
+    disjoint sets) and taken with a conditional UPDATE that re-checks every condition; on
+    SQLite the IMMEDIATE transaction serialises claimers. Returns (token, claimed Inputs).
+    """
+    now = now or timezone.now()
+    token = f"{worker}:{uuid4().hex[:12]}"[:128]
+    due = due_inputs_filter(now)
+    with transaction.atomic():
+        ids = list(
+            Input.objects.filter(due)
+            .order_by("resolvable_at", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:batch]
+        )
+        if not ids:
+            return token, []
+        Input.objects.filter(due, pk__in=ids).update(
+            claimed_by=token, lease_until=now + timedelta(seconds=settings.SCORE_LEASE_SECONDS)
+        )
+    return token, list(Input.objects.filter(claimed_by=token).order_by("resolvable_at", "id"))
+
+
+# --- 2. resolve and score (no transaction open) -----------------------------------------------
+
+
+class ScoringContext:
+    """The contract pieces one batch needs, looked up once."""
+
+    def __init__(self, now: datetime) -> None:
+        contract = get_contract()
+        self.now = now
+        self.output_type = contract.output_type
+        self.ground_truth_type = contract.ground_truth_type
+        self.score_type = contract.score_type
+        self.value_field = contract.aggregation.value_field
+        self.direction = contract.aggregation.ranking_direction
+        self.resolver = get_callable("GROUND_TRUTH_RESOLVER")
+        # A resolver may offer `prepare_batch(inputs) -> resolver` to read the tape once per batch.
+        self.resolve = self.resolver
+        self.scorer = get_callable("SCORING_FUNCTION")
+        self.aggregator = get_callable("MODEL_SCORE_AGGREGATOR")
+        self.policy: MissingPolicy = missing_policy()
+        self.grace = timedelta(seconds=settings.GROUND_TRUTH_GRACE_SECONDS)
+
+
+def _validated_ground_truth(ctx: ScoringContext, raw: Any) -> tuple[dict[str, Any], BaseModel]:
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump(by_alias=True)
+    typed = ctx.ground_truth_type.model_validate(raw)
+    actuals = typed.model_dump(mode="json", by_alias=True)
+    canonical_json(actuals)  # refuses NaN/Infinity before it reaches a JSON column
+    return actuals, typed
+
+
+def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) -> tuple[float, dict[str, Any], str]:
+    """(value, result, result as JSON) of one valid prediction; raises on any scorer error or invalid result."""
+    prediction = ctx.output_type.model_validate(output)
+    raw = ctx.scorer(prediction, ground_truth)
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    result = ctx.score_type.model_validate(raw).model_dump(mode="json")
+    value = result.get(ctx.value_field)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"score field {ctx.value_field!r} is {value!r}, not a finite number")
+    text = json.dumps(result, allow_nan=False)  # NaN/Infinity would be refused by the JSON column: fail here
+    return float(value), result, text
+
+
+@dataclass(slots=True)
+class ScoreRow:
+    """One Score to insert (plain data: building model instances is the slow part of a batch)."""
+
+    prediction_id: int
+    model_id: int
+    input_id: int
+    scope_key: str
+    performed_at: datetime
+    scored_at: datetime
+    value: float | None
+    result: dict[str, Any]
+    success: bool
+    failed_reason: str = ""
+    result_json: str | None = None  # `result` already encoded, when the scorer path has it
+
+
+SCORE_COLUMNS = [f for f in ScoreRow.__dataclass_fields__ if f != "result_json"]
+
+
+def _score_row(input_: Input, row: PredictionRow, ctx: ScoringContext, **fields: Any) -> ScoreRow:
+    return ScoreRow(
+        prediction_id=row.id,
+        model_id=row.model_id,
+        input_id=input_.pk,
+        scope_key=row.scope_key,
+        performed_at=row.performed_at,
+        scored_at=ctx.now,
+        **fields,
+    )
+
+
+def insert_scores(rows: list[ScoreRow]) -> None:
+    """Insert Score rows: COPY on Postgres, bulk INSERT elsewhere."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        columns = ", ".join(SCORE_COLUMNS)
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {Score._meta.db_table} ({columns}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(
+                        (
+                            r.prediction_id,
+                            r.model_id,
+                            r.input_id,
+                            r.scope_key,
+                            r.performed_at,
+                            r.scored_at,
+                            r.value,
+                            r.result_json or json.dumps(r.result),
+                            r.success,
+                            r.failed_reason,
+                        )
+                    )
+        return
+    Score.objects.bulk_create([Score(**{c: getattr(r, c) for c in SCORE_COLUMNS}) for r in rows], batch_size=500)
+
+
+def assess_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow]) -> InputOutcome:
+    """Resolve one Input and score its predictions in memory; never raises."""
+    past_grace = ctx.now >= input_.resolvable_at + ctx.grace
+    try:
+        raw = ctx.resolve(input_)
+        if raw is None:
+            return (
+                expire_input(ctx, input_, predictions, "no ground truth")
+                if past_grace
+                else InputOutcome(input_, "deferred")
+            )
+        actuals, ground_truth = _validated_ground_truth(ctx, raw)
+    except Exception as exc:
+        if past_grace:
+            return expire_input(ctx, input_, predictions, f"ground truth failed: {_detail(exc)}")
+        return InputOutcome(input_, "error", error=_detail(exc))
+
+    outcome = InputOutcome(input_, "resolved", actuals=actuals)
+    values: list[float] = []
+    missing: list[tuple[PredictionRow, str, str, str]] = []  # row, status, reason, detail
+    for row in predictions:
+        if row.status == PredictionStatus.PENDING:
+            try:
+                value, result, text = score_prediction(ctx, row.output, ground_truth)
+            except Exception as exc:
+                detail = _detail(exc)
+                outcome.scoring_errors.append((row.id, detail))
+                missing.append((row, PredictionStatus.FAILED, FailureReason.SCORING_ERROR, detail))
+                continue
+            values.append(value)
+            outcome.scored_ids.append(row.id)
+            outcome.scores.append(
+                _score_row(input_, row, ctx, value=value, result=result, success=True, result_json=text)
+            )
+        elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
+            reason = row.failure_reason or row.status
+            missing.append((row, row.status, reason, row.failure_detail))
+    penalty = ctx.policy.penalty(values, direction=ctx.direction)
+    for row, status, reason, detail in missing:
+        outcome.penalised += penalty is not None
+        result = {"status": status, "detail": detail[:DETAIL_MAX], "policy": ctx.policy.mode}
+        outcome.scores.append(
+            _score_row(input_, row, ctx, value=penalty, result=result, success=False, failed_reason=reason)
+        )
+    return outcome
+
+
+def expire_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow], why: str) -> InputOutcome:
+    """No ground truth within the grace period: predictions FAILED NO_GROUND_TRUTH, no values."""
+    outcome = InputOutcome(input_, "expired", error=why)
+    for row in predictions:
+        if row.status == PredictionStatus.PENDING:
+            outcome.expired_ids.append(row.id)
+            status, reason, detail = PredictionStatus.FAILED, FailureReason.NO_GROUND_TRUTH, why
+        elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
+            status, reason, detail = row.status, row.failure_reason or row.status, row.failure_detail
+        else:
+            continue
+        result = {"status": status, "detail": detail[:DETAIL_MAX], "policy": "no_ground_truth"}
+        outcome.scores.append(
+            _score_row(input_, row, ctx, value=None, result=result, success=False, failed_reason=reason)
+        )
+    return outcome
+
+
+# --- 3. write (one transaction per batch) --------------------------------------------------
+
+
+def _final_status(score: ScoreRow, outcome: InputOutcome) -> str:
+    if score.success:
+        return PredictionStatus.SCORED
+    return score.result.get("status", PredictionStatus.FAILED)
+
+
+def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
+    """Merge the batch's Scores into their (model, period) snapshots; returns rows touched.
+
+    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then all rows are
+    locked in key order and merged, so concurrent workers neither lose nor double updates.
+    """
+    period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
+    groups: dict[tuple[int, datetime], list[dict[str, Any]]] = defaultdict(list)
+    for outcome in outcomes:
+        for score in outcome.scores:
+            key = (score.model_id, period_start_for(score.performed_at))
+            groups[key].append(
+                {
+                    "status": _final_status(score, outcome),
+                    "failure_reason": score.failed_reason,
+                    "success": score.success,
+                    "value": score.value,
+                    "result": score.result if score.success else {},
+                }
+            )
+    if not groups:
+        return 0
+    keys = sorted(groups)
+    Snapshot.objects.bulk_create(
+        [Snapshot(model_id=m, period_start=s, period_end=s + period) for m, s in keys], ignore_conflicts=True
+    )
+    # A rectangle of (models x periods) keeps the query small; rows outside the batch's keys
+    # are locked too (same order everywhere, so no deadlock) but left untouched.
+    rows = [
+        row
+        for row in Snapshot.objects.filter(model_id__in={m for m, _ in keys}, period_start__in={s for _, s in keys})
+        .select_related("model")
+        .select_for_update(of=("self",))
+        .order_by("model_id", "period_start")
+        if (row.model_id, row.period_start) in groups
+    ]
+    for row in rows:
+        items = groups[(row.model_id, row.period_start)]
+        row.prediction_count += len(items)
+        counts = dict(row.counts or {})
+        for item in items:
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        row.counts = counts
+        row.result_summary = merge_summaries(row.result_summary, ctx.aggregator(items), value_field=ctx.value_field)
+        row.content_hash = leaf_hash(snapshot_document(row))
+        row.updated_at = ctx.now
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {Snapshot._meta.db_table} SET prediction_count = %s, counts = %s, result_summary = %s, "  # noqa: S608
+            "content_hash = %s, updated_at = %s WHERE id = %s",
+            [
+                (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
+                for r in rows
+            ],
+        )
+    return len(rows)
+
+
+def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: str) -> list[InputOutcome]:
+    """Write a batch in one transaction; returns the outcomes written (lease still held)."""
+    with transaction.atomic():
+        ids = [o.input.pk for o in outcomes]
+        # Locks the claimed rows: a worker that took over an expired lease waits, then sees them done.
+        owned = set(
+            Input.objects.filter(pk__in=ids, claimed_by=token, status=InputStatus.RECEIVED)
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        kept = [o for o in outcomes if o.input.pk in owned]
+        updates = []
+        for o in kept:
+            inp = o.input
+            if o.kind in ("resolved", "expired"):
+                status = InputStatus.RESOLVED if o.kind == "resolved" else InputStatus.EXPIRED
+                actuals = json.dumps(o.actuals) if o.actuals is not None else None
+                updates.append((status, actuals, ctx.now, o.error, inp.attempts, inp.next_attempt_at, inp.pk))
+            elif o.kind == "deferred":
+                retry = ctx.now + timedelta(seconds=NOT_YET_RETRY_SECONDS)
+                updates.append((InputStatus.RECEIVED, None, None, inp.last_error, inp.attempts, retry, inp.pk))
+            else:
+                attempts = inp.attempts + 1
+                retry = ctx.now + backoff(attempts)
+                updates.append((InputStatus.RECEIVED, None, None, o.error, attempts, retry, inp.pk))
+        table = Input._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, actuals = %s, resolved_at = %s, last_error = %s, "  # noqa: S608
+                "attempts = %s, next_attempt_at = %s, claimed_by = '', lease_until = NULL WHERE id = %s",
+                updates,
+            )
+        done = [o for o in kept if o.kind in ("resolved", "expired")]
+        insert_scores([s for o in done for s in o.scores])
+        for o in done:
+            for pk, detail in o.scoring_errors:
+                _mark(
+                    PredictionStatus.FAILED,
+                    Q(pk=pk),
+                    1,
+                    {"failure_reason": FailureReason.SCORING_ERROR, "failure_detail": detail},
+                )
+        # Every other PENDING prediction of a resolved Input was scored; of an expired one, failed.
+        resolved_ids = [o.input.pk for o in done if o.kind == "resolved"]
+        expired_ids = [o.input.pk for o in done if o.kind == "expired"]
+        _mark(PredictionStatus.SCORED, Q(input_id__in=resolved_ids), sum(len(o.scored_ids) for o in done), {})
+        _mark(
+            PredictionStatus.FAILED,
+            Q(input_id__in=expired_ids),
+            sum(len(o.expired_ids) for o in done),
+            {
+                "failure_reason": FailureReason.NO_GROUND_TRUTH,
+                "failure_detail": f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
+            },
+        )
+        upsert_snapshots(ctx, done)
+    return kept
+
+
+def _mark(status: str, match: Q, expected: int, fields: dict[str, Any]) -> None:
+    """PENDING -> status for the matching predictions; any other count means the batch is stale: roll back."""
+    if not expected:
+        return
+    changed = Prediction.objects.filter(match, status=PredictionStatus.PENDING).update(status=status, **fields)
+    if changed != expected:
+        raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {changed}")
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before a poisoned Input is tried again: 10 s, 20 s, 40 s ... capped at 15 min."""
+    return timedelta(seconds=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0)))
+
+
+def record_input_failure(*, input_: Input, token: str, error: str, now: datetime) -> None:
+    """Push an Input back with backoff after its write failed (only if we still hold it)."""
+    Input.objects.filter(pk=input_.pk, claimed_by=token, status=InputStatus.RECEIVED).update(
+        attempts=input_.attempts + 1,
+        last_error=error[:DETAIL_MAX],
+        next_attempt_at=now + backoff(input_.attempts + 1),
+        claimed_by="",
+        lease_until=None,
+    )
+
+
+def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
+    """Every prediction of the given Inputs, grouped by Input."""
+    grouped: dict[int, list[PredictionRow]] = defaultdict(list)
+    for chunk in _chunks(input_ids):
+        rows = Prediction.objects.filter(input_id__in=chunk).order_by("id").values_list(*PREDICTION_FIELDS)
+        for values in rows:
+            row = PredictionRow(*values)
+            grouped[row.input_id].append(row)
+    return grouped
+
+
+def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> BatchResult:
+    """One unit of the score worker: claim, resolve, score and write up to `batch` Inputs."""
+    now = now or timezone.now()
+    ctx = ScoringContext(now)
+    token, inputs = claim_inputs(worker=worker, batch=batch, now=now)
+    result = BatchResult(claimed=len(inputs))
+    if not inputs:
+        return result
+    predictions = load_predictions([i.pk for i in inputs])
+    prepare = getattr(ctx.resolver, "prepare_batch", None)
+    if prepare is not None:
+        try:
+            ctx.resolve = prepare(inputs)
+        except Exception:
+            log.warning("batch ground-truth preload failed; resolving Inputs one by one", exc_info=True)
+    outcomes = [assess_input(ctx, i, predictions.get(i.pk, [])) for i in inputs]
+    try:
+        written = write_outcomes(ctx, outcomes, token=token)
+    except Exception:
+        log.warning("score batch of %s inputs failed; writing them one by one", len(outcomes), exc_info=True)
+        written = []
+        for outcome in outcomes:
+            try:
+                written += write_outcomes(ctx, [outcome], token=token)
+            except Exception as exc:
+                log.warning("input %s could not be written; backing off", outcome.input.pk, exc_info=True)
+                record_input_failure(input_=outcome.input, token=token, error=_detail(exc), now=now)
+                result.errors += 1
+    result.lost = len(outcomes) - len(written) - result.errors
+    for o in written:
+        if o.kind == "resolved":
+            result.resolved += 1
+        elif o.kind == "expired":
+            result.expired += 1
+        elif o.kind == "deferred":
+            result.deferred += 1
+        else:
+            result.errors += 1
+        result.scored += len(o.scored_ids)
+        result.scoring_errors += len(o.scoring_errors)
+        result.penalised += o.penalised
+    return result
+
+
+# --- leaderboard -------------------------------------------------------------------------------
+
+
+def _model_entry(model: ParticipantModel) -> dict[str, Any]:
+    return {
+        "model_id": str(model.model_id),
+        "model_name": model.name,
+        "cruncher_id": model.cruncher_id,
+        "cruncher_name": model.cruncher_name,
+    }
+
+
+def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
+    """Rank every model on the contract's windows and store a new Leaderboard row.
+
+    Window metrics are count-weighted means of Score.value over scores performed in
+    [now - hours, now], aggregated in SQL (one GROUP BY model, scope); coverage and counts are
+    those of the ranking window. Also updates Model.overall_score / scores_by_scope and prunes
+    old rows to LEADERBOARD_HISTORY.
+    """
+    aggregation = get_contract().aggregation
+    ranker = get_callable("LEADERBOARD_RANKER")
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEADERBOARD_LOCK_KEY])
+        now = now or timezone.now()
+        starts = {name: now - timedelta(hours=w.hours) for name, w in aggregation.windows.items()}
+        per_scope = window_aggregates(starts=starts, end=now, count_windows={aggregation.ranking_key})
+        per_model: dict[int, dict[str, dict[str, float]]] = {}
+        for (model_pk, _scope), stats in per_scope.items():
+            totals = per_model.setdefault(model_pk, {name: defaultdict(float) for name in starts})
+            for name, window_stats in stats.items():
+                for key, value in window_stats.items():
+                    totals[name][key] += value
+        models = {
+            m.pk: m
+            for m in ParticipantModel.objects.filter(Q(status="ACTIVE") | Q(pk__in=list(per_model))).order_by("pk")
+        }
+        key = aggregation.ranking_key
+        entries = []
+        for model_pk, model in models.items():
+            stats = per_model.get(model_pk, {})
+            ranking_stats = stats.get(key, {})
+            asked, answered = int(ranking_stats.get("asked", 0)), int(ranking_stats.get("answered", 0))
+            entries.append(
+                {
+                    **_model_entry(model),
+                    "metrics": {name: _mean(stats.get(name)) for name in starts},
+                    "coverage": answered / asked if asked else None,
+                    "prediction_count": asked,
+                    "scored_count": answered,
+                }
+            )
+        ranked = ranker(entries, aggregation)
+        computed_at = now.isoformat()
+        board = Leaderboard.objects.create(
+            created_at=now,
+            entries=ranked,
+            meta={
+                "windows": {
+                    name: {"hours": aggregation.windows[name].hours, "start": start.isoformat(), "end": computed_at}
+                    for name, start in starts.items()
+                },
+                "ranking_key": key,
+                "ranking_direction": aggregation.ranking_direction,
+                "computed_at": computed_at,
+            },
+        )
+        by_model_id = {entry["model_id"]: entry for entry in ranked}
+        for model_pk, model in models.items():
+            entry = by_model_id[str(model.model_id)]
+            model.overall_score = {
+                "metrics": entry["metrics"],
+                "rank": entry["rank"],
+                "coverage": entry["coverage"],
+                "prediction_count": entry["prediction_count"],
+                "scored_count": entry["scored_count"],
+                "computed_at": computed_at,
+            }
+            model.scores_by_scope = {
+                scope: {
+                    "metrics": {name: _mean(s.get(name)) for name in starts},
+                    "coverage": _ratio(s.get(key, {}).get("answered", 0), s.get(key, {}).get("asked", 0)),
+                    "prediction_count": int(s.get(key, {}).get("asked", 0)),
+                    "scored_count": int(s.get(key, {}).get("answered", 0)),
+                }
+                for (pk, scope), s in sorted(per_scope.items())
+                if pk == model_pk
+            }
+        ParticipantModel.objects.bulk_update(list(models.values()), ["overall_score", "scores_by_scope"])
+        keep = list(
+            Leaderboard.objects.order_by("-created_at", "-id").values_list("id", flat=True)[
+                : settings.LEADERBOARD_HISTORY
+            ]
+        )
+        Leaderboard.objects.exclude(id__in=keep).delete()
+    return board
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _mean(stats: dict[str, float] | None) -> float | None:
+    if not stats or not stats.get("n"):
+        return None
+    return stats["sum"] / stats["n"]

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served from our static files, no CDN
     "corsheaders",
     "coordinator_site",
     "feeds",
@@ -244,6 +245,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Leaderboard, models, predictions, feeds, snapshots and checkpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "CheckpointStatusEnum": "checkpoints.choices.CheckpointStatus",
         "PredictionStatusEnum": "predictions.choices.PredictionStatus",

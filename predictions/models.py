@@ -163,9 +163,9 @@ class Prediction(models.Model):
             models.Index(
                 fields=["resolvable_at"], name="prediction_pending_queue", condition=Q(status=PredictionStatus.PENDING)
             ),
-            models.Index(fields=["model", "-performed_at"], name="prediction_model_recent"),
-            models.Index(fields=["-performed_at"], name="prediction_recent"),
-            models.Index(fields=["scope_key", "-performed_at"], name="prediction_scope_recent"),
+            models.Index(fields=["model", "-performed_at", "-id"], name="prediction_model_recent"),
+            models.Index(fields=["-performed_at", "-id"], name="prediction_recent"),
+            models.Index(fields=["scope_key", "-performed_at", "-id"], name="prediction_scope_recent"),
         ]
         ordering = ["-performed_at", "-id"]
 

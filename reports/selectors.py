@@ -19,6 +19,7 @@ from coordinator_site.models import WorkerHeartbeat
 from feeds.models import FeedRecord
 from predictions.models import ParticipantModel, Prediction, PredictionConfig
 from scoring.models import Leaderboard, Score, Snapshot
+from scoring.selectors import leaderboard_latest
 
 
 def json_safe(value: Any) -> Any:
@@ -70,8 +71,9 @@ def leaderboard_rows(*, leaderboard_id: int | None = None) -> list[dict[str, Any
     score_metrics {window: float|None}, score_ranking {key, value, direction}, every window's
     value flattened at the top level, coverage, prediction_count, scored_count.
     """
-    qs = Leaderboard.objects.order_by("-created_at", "-id")
-    board = qs.filter(pk=leaderboard_id).first() if leaderboard_id is not None else qs.first()
+    board = (
+        Leaderboard.objects.filter(pk=leaderboard_id).first() if leaderboard_id is not None else leaderboard_latest()
+    )
     if board is None:
         return []
     aggregation = get_contract().aggregation

@@ -159,11 +159,6 @@ def queue_depths(*, now: datetime) -> dict[str, int]:
 # --- Leaderboard ------------------------------------------------------------------------------
 
 
-def leaderboard_latest() -> Leaderboard | None:
-    """The newest leaderboard row (the current ranking), or None before the first rebuild."""
-    return Leaderboard.objects.order_by("-created_at", "-id").first()
-
-
 def leaderboard_rows(board: Leaderboard | None) -> list[dict[str, Any]]:
     """The board's entries ordered by rank (unranked last), metrics made finite-or-None."""
     if board is None:

@@ -11,6 +11,7 @@ from predictions.selectors import model_by_id
 from reports.pages import selectors
 from reports.pages.charts import line_chart, sparkline
 from reports.pages.forms import PredictionFilterForm
+from scoring.selectors import leaderboard_latest
 
 PREDICTIONS_PAGE_SIZE = 50
 CHECKPOINTS_PAGE_SIZE = 25
@@ -21,7 +22,7 @@ MODEL_DEPLOYMENTS = 20
 
 def leaderboard(request: HttpRequest) -> HttpResponse:
     aggregation = get_contract().aggregation
-    board = selectors.leaderboard_latest()
+    board = leaderboard_latest()
     rows = selectors.leaderboard_rows(board)
     if board is not None:
         trends = selectors.score_trends([row["model_id"] for row in rows], until=board.created_at)

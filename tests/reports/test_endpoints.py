@@ -270,7 +270,12 @@ def test_openapi_schema_and_docs_are_served(api):
     paths = json.loads(schema.content)["paths"]
     assert "/reports/checkpoints/latest/prizes" in paths
     assert "/reports/checkpoints/{id}/confirm" in paths
-    assert api.get("/api/docs/").status_code == 200
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html  # our own static files
+    assert "cdn." not in html
+    assert "unpkg" not in html
 
 
 def test_scores_are_json_numbers_never_nan(api, world):

@@ -54,7 +54,7 @@ def test_an_unreachable_feed_keeps_the_node_running_and_healthz_shows_the_error(
     process, output = start([*manage_py, "run_node", "--bind", f"127.0.0.1:{port}", "--child", "feed=run_feed"], env)
     try:
         assert wait_for(lambda: (s := feed_state()) and s.consecutive_errors >= 2, timeout=90), output.text
-        beat = WorkerHeartbeat.objects.get(name="feed")
+        beat = WorkerHeartbeat.objects.get(name="run_feed")
         assert "binance" in beat.last_error
         assert alive(beat.pid), "the feed worker died instead of retrying"
         assert process.poll() is None
@@ -62,7 +62,7 @@ def test_an_unreachable_feed_keeps_the_node_running_and_healthz_shows_the_error(
 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             health = json.loads(response.read())
-        feed = next(w for w in health["workers"] if w["name"] == "feed")
+        feed = next(w for w in health["workers"] if w["name"] == "run_feed")
         assert feed["pid"] == beat.pid
         assert "binance" in feed["last_error"]
     finally:

@@ -127,7 +127,7 @@ def test_run_feed_reports_a_missing_key_on_state_and_heartbeat(manage_py, worker
     result = subprocess.run([*manage_py, "run_feed", "--once"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "PYTH_API_KEY is not set" in result.stdout
-    heartbeat = WorkerHeartbeat.objects.get(name="feed")
+    heartbeat = WorkerHeartbeat.objects.get(name="run_feed")
     assert "PYTH_API_KEY" in heartbeat.last_error
     assert heartbeat.counters["stream_errors"] == 1
     assert "PYTH_API_KEY" in FeedIngestionState.objects.get(source="pyth", subject="BTC").last_error

@@ -11,7 +11,7 @@ RETENTION_EVERY_SECONDS = 600
 
 class Command(WorkerCommand):
     help = "Back-fill from the watermark after a stall, then poll the provider every FEED_POLL_SECONDS."
-    worker_name = "feed"
+    worker_name = "run_feed"
     default_sleep = 1.0  # each stream's own next_poll_at decides when it is asked again
     default_batch = 100  # history pages per stream per unit while catching up
 

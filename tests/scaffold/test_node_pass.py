@@ -73,10 +73,9 @@ def run_at(manage_py, env, when: datetime, *argv: str) -> subprocess.CompletedPr
 
 @pytest.mark.parametrize("pack", ["baseline", "realtime"])
 def test_a_node_pointed_at_a_generated_workspace_scores_and_ranks_its_examples(tmp_path, pack, worker_env, manage_py):
-    from scoring.selectors import leaderboard_latest
-
     from predictions.choices import PredictionStatus
     from predictions.models import Prediction
+    from scoring.selectors import leaderboard_latest
 
     workspace = generate(
         tmp_path,

@@ -197,3 +197,26 @@ def test_rows_written_meanwhile_in_a_new_range_fall_back_to_the_upsert(monkeypat
     assert "upserting instead" in caplog.text
     assert [v["close"] for _, v in tape()] == [200, 201, 202, 203, 204]
     assert FeedIngestionState.objects.get(**D.as_filter()).record_count == 5
+
+
+def test_the_fast_check_and_the_exact_one_agree():
+    def tick(second, price, **more):
+        return NormalizedRecord(
+            "binance", "BTC", "tick", "1s", T0 + timedelta(seconds=second), {"price": price, **more}
+        )
+
+    page = [
+        tick(0, 1e308, other=1e308),  # finite values whose sum overflows: kept
+        tick(1, 1.0, other=math.inf),  # an infinite extra value: rejected
+        tick(2, -math.inf, other=math.inf),
+        tick(3, 2.0, volume=None),  # None extras are dropped
+        tick(4, 3, other=True),  # a bool is not a number
+        candle(0, 100.0),
+        NormalizedRecord(
+            D.source, D.subject, D.kind, D.granularity, T0, {"open": 1.0, "high": 2.0, "low": 1.5, "close": 1.0}
+        ),
+    ]
+    assert ingest_records(page) == 3
+    assert FeedRecord.objects.filter(kind="tick").count() == 2
+    assert FeedRecord.objects.get(ts_event=T0 + timedelta(seconds=3)).values == {"price": 2.0}
+    assert FeedRecord.objects.get(kind="candle").values == candle(0, 100.0).values

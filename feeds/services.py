@@ -137,9 +137,9 @@ def _pg_text_array(items: list[str]) -> str:
     return '{"' + joined.replace("\x00", '","') + '"}'
 
 
-TABLE = FeedRecord._meta.db_table
+_TABLE = FeedRecord._meta.db_table
 INSERT_SQL = f"""
-    INSERT INTO {TABLE} (source, subject, kind, granularity, ts_event, ts_ingested, "values", meta)
+    INSERT INTO {_TABLE} (source, subject, kind, granularity, ts_event, ts_ingested, "values", meta)
     SELECT %s, %s, %s, %s, u.t, %s, u.v::jsonb, COALESCE(%s::jsonb, u.m::jsonb)
     FROM unnest(%s::timestamptz[], %s::text[], %s::text[]) AS u(t, v, m)
 """  # noqa: S608 - the table name is ours, every value is a bound parameter
@@ -148,7 +148,7 @@ UPSERT_SQL = f"""
         {INSERT_SQL}
         ON CONFLICT (source, subject, kind, granularity, ts_event) DO UPDATE
             SET "values" = EXCLUDED."values", meta = EXCLUDED.meta, ts_ingested = EXCLUDED.ts_ingested
-            WHERE {TABLE}."values" IS DISTINCT FROM EXCLUDED."values" OR {TABLE}.meta IS DISTINCT FROM EXCLUDED.meta
+            WHERE {_TABLE}."values" IS DISTINCT FROM EXCLUDED."values" OR {_TABLE}.meta IS DISTINCT FROM EXCLUDED.meta
         RETURNING (xmax = 0) AS inserted
     )
     SELECT count(*) FILTER (WHERE inserted) FROM written

@@ -15,6 +15,8 @@ from feeds.dims import FeedDims, NormalizedRecord
 log = logging.getLogger("feeds.providers")
 
 CANDLE_FIELDS = ("open", "high", "low", "close")
+TICK_FIELDS = ("price",)
+_CANDLE_REQUIRED, _TICK_REQUIRED, _FLOAT_ONLY = frozenset(CANDLE_FIELDS), frozenset(TICK_FIELDS), {float}
 
 
 @runtime_checkable
@@ -75,11 +77,12 @@ def check_values(kind: str, values: Any) -> dict[str, float]:
     """The record's values as finite floats: a tick needs `price`, a candle open/high/low/close (volume optional)."""
     if not isinstance(values, dict):
         raise RecordRejected(f"values is not an object: {values!r}")
-    names = CANDLE_FIELDS if kind == "candle" else ("price",)
-    # Fast path for bulk ingest of already-numeric values: one pass, no copy (returns the same dict).
-    if all(name in values for name in names) and all(
-        type(value) is float and math.isfinite(value) for value in values.values()
-    ):
+    names, required = (CANDLE_FIELDS, _CANDLE_REQUIRED) if kind == "candle" else (TICK_FIELDS, _TICK_REQUIRED)
+    # Fast path for bulk ingest of already-numeric values (no copy, returns the same dict): every
+    # required name present, every value a float, and their sum finite -- so each one is (a NaN or an
+    # infinity makes the sum non-finite; a sum that merely overflows takes the slow path, which is exact).
+    floats = values.values()
+    if values.keys() >= required and {*map(type, floats)} == _FLOAT_ONLY and math.isfinite(sum(floats)):
         clean = values
     else:
         clean = {name: finite_number(values.get(name), name) for name in names}
@@ -87,8 +90,8 @@ def check_values(kind: str, values: Any) -> dict[str, float]:
             if name not in clean and value is not None:
                 clean[name] = finite_number(value, name)
     if kind == "candle":
-        low, high, body = clean["low"], clean["high"], (clean["open"], clean["close"])
-        if not low <= min(body) <= max(body) <= high:
+        low, high, open_, close = clean["low"], clean["high"], clean["open"], clean["close"]
+        if not (low <= open_ <= high and low <= close <= high):
             raise RecordRejected(f"inconsistent candle {clean}")
     return clean
 

@@ -1,11 +1,14 @@
 """ingest_records: one bulk upsert + watermark per transaction; idempotent; bad records rejected one by one."""
 
+import json
 import logging
 import math
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
+from feeds import services
 from feeds.dims import NormalizedRecord
 from feeds.models import FeedIngestionState, FeedRecord
 from feeds.selectors import feed_summaries
@@ -145,3 +148,75 @@ def test_feed_summaries_have_the_agreed_keys_and_no_count_scan(settings, django_
     assert (btc["record_count"], btc["oldest_ts"], btc["newest_ts"]) == (3, T0, T0 + timedelta(minutes=2))
     assert btc["watermark_ts"] == T0 + timedelta(minutes=2)
     assert (eth["record_count"], eth["oldest_ts"], eth["watermark_ts"]) == (0, None, None)
+
+
+def test_values_and_meta_are_encoded_exactly_as_json_dumps_would():
+    encoder = services._PgEncoder()
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    for values in (
+        {"open": 1.0, "high": 2.5, "low": 0.1 + 0.2, "close": 1e-07, "volume": 1e22},
+        {"price": 5e-324, 'we"ird\\key %s %%': 1.7976931348623157e308, "é€": -0.0},
+        {1: 2.0, "price": 3.0},  # a non-string key: json.dumps' own rules
+    ):
+        assert encoder.values_json(values) == dumps(values)
+    for meta in ({}, None, {"seed": 1}, {"nested": [1, {"a": None}]}, {"q": 'x"y\\z'}):
+        assert encoder.meta_json(meta) == dumps(meta or {})
+
+
+def test_odd_keys_floats_and_metas_survive_the_round_trip():
+    values = {"price": 0.1 + 0.2, 'we"ird\\key %s': 68512.34, "é€": 5e-324, "tiny": 1e-07}
+    metas = [{"seed": 1}, {"nested": [1, {"a": None}]}, {}, {"q": 'x"y\\z,{}'}]
+    page = [
+        NormalizedRecord("binance", "BTC", "tick", "1s", T0 + timedelta(seconds=i), values, meta)
+        for i, meta in enumerate(metas)
+    ]
+    assert ingest_records(page) == 4
+    stored = list(FeedRecord.objects.order_by("ts_event").values_list("values", "meta"))
+    assert stored == [(values, meta) for meta in metas]
+
+
+def test_pages_larger_than_one_statement_keep_the_last_duplicate_and_count_new_rows(monkeypatch):
+    monkeypatch.setattr(services, "PG_CHUNK", 3)
+    other = NormalizedRecord(D.source, D.subject, D.kind, D.granularity, T0, candle(0).values, {"from": "other"})
+    page = [candle(i, 100 + i) for i in range(10)] + [candle(4, 555), other]
+    assert ingest_records(page) == 10
+    assert [v["close"] for _, v in tape()] == [100, 101, 102, 103, 555, 105, 106, 107, 108, 109]
+    assert FeedRecord.objects.get(ts_event=T0).meta == {"from": "other"}
+    assert ingest_records(page + [candle(i) for i in range(10, 17)]) == 17
+    assert FeedIngestionState.objects.get(**D.as_filter()).record_count == 17
+    assert FeedRecord.objects.count() == 17
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the plain-INSERT fast path is Postgres-only")
+def test_rows_written_meanwhile_in_a_new_range_fall_back_to_the_upsert(monkeypatch, caplog):
+    ingest_records([candle(2, 102)])
+    # As if another writer stored minute 2 between the probe and the INSERT.
+    monkeypatch.setattr(services, "_nothing_stored_between", lambda *args: True)
+    with caplog.at_level(logging.INFO, logger="feeds"):
+        assert ingest_records([candle(i, 200 + i) for i in range(5)]) == 5
+    assert "upserting instead" in caplog.text
+    assert [v["close"] for _, v in tape()] == [200, 201, 202, 203, 204]
+    assert FeedIngestionState.objects.get(**D.as_filter()).record_count == 5
+
+
+def test_the_fast_check_and_the_exact_one_agree():
+    def tick(second, price, **more):
+        return NormalizedRecord(
+            "binance", "BTC", "tick", "1s", T0 + timedelta(seconds=second), {"price": price, **more}
+        )
+
+    page = [
+        tick(0, 1e308, other=1e308),  # finite values whose sum overflows: kept
+        tick(1, 1.0, other=math.inf),  # an infinite extra value: rejected
+        tick(2, -math.inf, other=math.inf),
+        tick(3, 2.0, volume=None),  # None extras are dropped
+        tick(4, 3, other=True),  # a bool is not a number
+        candle(0, 100.0),
+        NormalizedRecord(
+            D.source, D.subject, D.kind, D.granularity, T0, {"open": 1.0, "high": 2.0, "low": 1.5, "close": 1.0}
+        ),
+    ]
+    assert ingest_records(page) == 3
+    assert FeedRecord.objects.filter(kind="tick").count() == 2
+    assert FeedRecord.objects.get(ts_event=T0 + timedelta(seconds=3)).values == {"price": 2.0}
+    assert FeedRecord.objects.get(kind="candle").values == candle(0, 100.0).values

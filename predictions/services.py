@@ -15,15 +15,17 @@ and is served once the lease expires. Inputs are unique per (config, scheduled_f
 can never be written twice.
 """
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
@@ -310,39 +312,29 @@ def persist_cycle(
                     counts["retired_skipped"] = counts.get("retired_skipped", 0) + 1
                     continue
                 rows.append(
-                    Prediction(
-                        input=input_row,
-                        model_id=model["pk"],
-                        config=config,
-                        scope_key=config.scope_key,
-                        deployment_id=item.identity.deployment_id,
-                        status=item.status,
-                        failure_reason=item.failure_reason,
-                        failure_detail=item.failure_detail,
-                        output=item.output,
-                        exec_time_us=item.exec_time_us,
-                        performed_at=now,
-                        resolvable_at=resolvable_at,
+                    (
+                        model["pk"],
+                        item.identity.deployment_id,
+                        item.status,
+                        item.failure_reason,
+                        item.failure_detail,
+                        item.output,
+                        item.exec_time_us,
                     )
                 )
-                key = item.failure_reason or item.status
-                counts[key.lower()] = counts.get(key.lower(), 0) + 1
+                key = (item.failure_reason or item.status).lower()
+                counts[key] = counts.get(key, 0) + 1
             for model_id, model in models.items():
                 if model["status"] == ModelStatus.ACTIVE and model_id not in answered:
-                    rows.append(
-                        Prediction(
-                            input=input_row,
-                            model_id=model["pk"],
-                            config=config,
-                            scope_key=config.scope_key,
-                            deployment_id=model["deployment_id"],
-                            status=PredictionStatus.ABSENT,
-                            performed_at=now,
-                            resolvable_at=resolvable_at,
-                        )
-                    )
+                    rows.append((model["pk"], model["deployment_id"], PredictionStatus.ABSENT, "", "", None, None))
                     counts["absent"] = counts.get("absent", 0) + 1
-            Prediction.objects.bulk_create(rows)
+            insert_predictions(
+                input_id=input_row.pk,
+                config=config,
+                performed_at=now,
+                resolvable_at=resolvable_at,
+                rows=rows,
+            )
             _advance(config, worker_id=worker_id, next_run_at=next_run_at)
     except IntegrityError as exc:
         if Input.objects.filter(config=config, scheduled_for=scheduled_for).exists():
@@ -350,6 +342,54 @@ def persist_cycle(
         raise
     counts["predictions"] = len(rows)
     return input_row.pk, counts
+
+
+# Columns of one cycle's Prediction rows: the same value for every row, then one value per row.
+_SHARED_COLUMNS = ("input", "config", "scope_key", "performed_at", "resolvable_at")
+_ROW_COLUMNS = ("model", "deployment_id", "status", "failure_reason", "failure_detail", "output", "exec_time_us")
+_ROW_PG_TYPES = ("bigint", "text", "text", "text", "text", "jsonb", "bigint")
+
+
+@cache
+def _prediction_insert_sql(vendor: str) -> str:
+    """The INSERT of `insert_predictions`, built from the model's metadata only (no user input)."""
+    quote = connection.ops.quote_name
+    columns = [quote(Prediction._meta.get_field(name).column) for name in _SHARED_COLUMNS + _ROW_COLUMNS]
+    target = f"{quote(Prediction._meta.db_table)} ({', '.join(columns)})"
+    if vendor == "postgresql":
+        # One statement whatever the row count: one array parameter per per-row column.
+        names = [f"r{i}" for i in range(len(_ROW_COLUMNS))]
+        arrays = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for t in _ROW_PG_TYPES)
+        picks = ", ".join(f"{n}::{t}" for n, t in zip(names, _ROW_PG_TYPES, strict=True))
+        shared = ", ".join(["%s"] * len(_SHARED_COLUMNS))
+        return f"INSERT INTO {target} SELECT {shared}, {picks} FROM unnest({arrays}) AS r({', '.join(names)})"  # noqa: S608
+    return f"INSERT INTO {target} VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+
+
+def insert_predictions(
+    *, input_id: int, config: PredictionConfig, performed_at: datetime, resolvable_at: datetime, rows: list[tuple]
+) -> None:
+    """Insert one cycle's Predictions without model instances, each output JSON-encoded once.
+
+    `rows` are tuples in `_ROW_COLUMNS` order (model pk, not model_id). Postgres: one
+    INSERT ... SELECT FROM unnest(arrays); other backends: executemany of a one-row INSERT.
+    Runs in the caller's transaction; constraints are the table's, exactly as with the ORM.
+    """
+    if not rows:
+        return
+    sql = _prediction_insert_sql(connection.vendor)
+    encoded = [
+        (pk, dep, str(st), str(fr), fd, None if out is None else json.dumps(out), us)
+        for pk, dep, st, fr, fd, out, us in rows
+    ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            shared = [input_id, config.pk, config.scope_key, performed_at, resolvable_at]
+            cursor.execute(sql, [*shared, *(list(column) for column in zip(*encoded, strict=True))])
+        else:
+            adapt = connection.ops.adapt_datetimefield_value
+            shared = [input_id, config.pk, config.scope_key, adapt(performed_at), adapt(resolvable_at)]
+            cursor.executemany(sql, [[*shared, *row] for row in encoded])
 
 
 def _advance(config: PredictionConfig, *, worker_id: str, next_run_at: datetime) -> None:

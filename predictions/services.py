@@ -118,13 +118,31 @@ class Judged:
 
 def claim_due_config(*, worker_id: str, now: datetime, lease_seconds: int) -> PredictionConfig | None:
     """Claim the most overdue active config (compare-and-swap on the lease), or None."""
+    lease_until = now + timedelta(seconds=lease_seconds)
+    if connection.vendor == "postgresql":
+        # One round trip: lock the first free due row (skipping rows another worker is claiming
+        # right now), re-check it under the lock, take the lease and return the row.
+        claimed = list(PredictionConfig.objects.raw(_claim_sql(), [worker_id, lease_until, now, now]))
+        return claimed[0] if claimed else None
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     due = PredictionConfig.objects.filter(free, active=True, next_run_at__lte=now)
-    for pk in due.order_by("next_run_at", "order", "scope_key").values_list("pk", flat=True)[:10]:
-        claimed = due.filter(pk=pk).update(claimed_by=worker_id, lease_until=now + timedelta(seconds=lease_seconds))
-        if claimed:
-            return PredictionConfig.objects.get(pk=pk)
+    for config in due.order_by("next_run_at", "order", "scope_key")[:10]:
+        if due.filter(pk=config.pk, next_run_at=config.next_run_at).update(
+            claimed_by=worker_id, lease_until=lease_until
+        ):
+            config.claimed_by, config.lease_until = worker_id, lease_until
+            return config
     return None
+
+
+@cache
+def _claim_sql() -> str:
+    table = connection.ops.quote_name(PredictionConfig._meta.db_table)
+    return (
+        f"UPDATE {table} SET claimed_by = %s, lease_until = %s WHERE id = ("  # noqa: S608 (metadata only)
+        f"SELECT id FROM {table} WHERE active AND next_run_at <= %s AND (lease_until IS NULL OR lease_until < %s) "
+        'ORDER BY next_run_at, "order", scope_key LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *'
+    )
 
 
 def slot_to_serve(config: PredictionConfig, now: datetime) -> tuple[datetime, int]:
@@ -354,7 +372,7 @@ _ROW_PG_TYPES = ("bigint", "text", "text", "text", "text", "jsonb", "bigint")
 def _prediction_insert_sql(vendor: str) -> str:
     """The INSERT of `insert_predictions`, built from the model's metadata only (no user input)."""
     quote = connection.ops.quote_name
-    columns = [quote(Prediction._meta.get_field(name).column) for name in _SHARED_COLUMNS + _ROW_COLUMNS]
+    columns = _columns(Prediction, _SHARED_COLUMNS + _ROW_COLUMNS)
     target = f"{quote(Prediction._meta.db_table)} ({', '.join(columns)})"
     if vendor == "postgresql":
         # One statement whatever the row count: one array parameter per per-row column.
@@ -394,12 +412,21 @@ def insert_predictions(
 
 def _advance(config: PredictionConfig, *, worker_id: str, next_run_at: datetime) -> None:
     """Move the schedule on and release the claim, only if this worker still holds it."""
-    changes = {"next_run_at": next_run_at, "claimed_by": "", "lease_until": None}
     if config.meta.get("last_error"):
-        changes["meta"] = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
-    updated = PredictionConfig.objects.filter(
-        pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
-    ).update(**changes)
+        meta = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
+        updated = PredictionConfig.objects.filter(
+            pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
+        ).update(next_run_at=next_run_at, claimed_by="", lease_until=None, meta=meta)
+    else:  # the usual case, without the ORM's per-query overhead
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(PredictionConfig._meta.db_table)} "  # noqa: S608 (metadata only)
+                "SET next_run_at = %s, claimed_by = '', lease_until = NULL "
+                "WHERE id = %s AND claimed_by = %s AND next_run_at = %s",
+                [adapt(next_run_at), config.pk, worker_id, adapt(config.next_run_at)],
+            )
+            updated = cursor.rowcount
     if updated != 1:
         raise ClaimLost(f"{config.scope_key}: claim lost before the cycle was written")
 
@@ -428,12 +455,22 @@ def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -
     LAST_SEEN_TOUCH_SECONDS.
     """
     seen = {i.model_id: i for i in identities}
-    rows = ParticipantModel.objects.filter(Q(status=ModelStatus.ACTIVE) | Q(model_id__in=list(seen))).values(
-        "pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status", "last_seen_at"
-    )
-    known = {r["model_id"]: r for r in rows}
-    changed, deployments, stale = [], [], []
     touch_before = now - timedelta(seconds=LAST_SEEN_TOUCH_SECONDS)
+    # Every ACTIVE model, read without the ORM (this runs every cycle, with every model)...
+    names = ("pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(_columns(ParticipantModel, names))}, last_seen_at < %s "  # noqa: S608 (metadata only)
+            f"FROM {connection.ops.quote_name(ParticipantModel._meta.db_table)} WHERE status = %s",
+            [connection.ops.adapt_datetimefield_value(touch_before), str(ModelStatus.ACTIVE)],
+        )
+        known = {row[1]: {**dict(zip(names, row, strict=False)), "stale": bool(row[-1])} for row in cursor.fetchall()}
+    # ...plus the models seen now that are not ACTIVE (new, or retired but still connected).
+    missing = [model_id for model_id in seen if model_id not in known]
+    if missing:
+        for row in ParticipantModel.objects.filter(model_id__in=missing).values(*names, "last_seen_at"):
+            known[row["model_id"]] = {**row, "stale": row.pop("last_seen_at") < touch_before}
+    changed, deployments, stale = [], [], []
     for model_id, identity in seen.items():
         row = known.get(model_id)
         fields = {
@@ -446,7 +483,7 @@ def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -
             changed.append(ParticipantModel(model_id=model_id, first_seen_at=now, last_seen_at=now, **fields))
             if row is None or row["deployment_id"] != identity.deployment_id:
                 deployments.append(identity)
-        elif row["last_seen_at"] < touch_before:
+        elif row["stale"]:
             stale.append(row["pk"])
     if changed:
         saved = ParticipantModel.objects.bulk_create(
@@ -475,6 +512,12 @@ def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -
     if stale:
         ParticipantModel.objects.filter(pk__in=stale).update(last_seen_at=now)
     return known
+
+
+def _columns(model, names) -> list[str]:
+    """Quoted column names of a model's fields (`pk` included), for the hand-written hot queries."""
+    meta = model._meta
+    return [connection.ops.quote_name((meta.pk if n == "pk" else meta.get_field(n)).column) for n in names]
 
 
 def _lap(started: float) -> float:

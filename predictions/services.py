@@ -18,6 +18,7 @@ can never be written twice.
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -306,108 +307,171 @@ def persist_cycle(
     identities: list[ModelIdentity],
     judged: list[Judged],
 ) -> tuple[int, dict[str, int]]:
-    """Write one whole cycle in one transaction: identities, Input, every Prediction (one bulk
-    insert, ABSENT included) and the advanced schedule. All or nothing."""
+    """Write one whole cycle atomically: identities, Input, every Prediction (ABSENT included)
+    and the advanced schedule. All or nothing.
+
+    Postgres: the Input, the Predictions and the schedule are ONE statement (`_cycle_sql`), so
+    when the model identities need no write (the usual cycle) the cycle is two round trips (read
+    the ACTIVE models, write) without BEGIN/COMMIT; otherwise, and on other backends, one
+    transaction holds every write.
+    """
     resolvable_at = scheduled_for + timedelta(seconds=config.horizon_seconds)
+    input_row = Input(
+        config=config,
+        scheduled_for=scheduled_for,
+        raw_data=raw_input,
+        scope=scope,
+        as_of=as_of,
+        received_at=now,
+        resolvable_at=resolvable_at,
+    )
+    single_statement = connection.vendor == "postgresql"
     try:
-        with transaction.atomic():
-            models = upsert_model_identities(identities=identities, now=now)
-            input_row = Input.objects.create(
-                config=config,
-                scheduled_for=scheduled_for,
-                raw_data=raw_input,
-                scope=scope,
-                as_of=as_of,
-                received_at=now,
-                resolvable_at=resolvable_at,
-            )
-            rows, counts = [], {}
-            answered = set()
-            for item in judged:
-                model = models.get(item.identity.model_id)
-                answered.add(item.identity.model_id)
-                if model is None or model["status"] != ModelStatus.ACTIVE:
-                    counts["retired_skipped"] = counts.get("retired_skipped", 0) + 1
-                    continue
-                rows.append(
-                    (
-                        model["pk"],
-                        item.identity.deployment_id,
-                        item.status,
-                        item.failure_reason,
-                        item.failure_detail,
-                        item.output,
-                        item.exec_time_us,
-                    )
+        known = known_models(model_ids=[i.model_id for i in identities], now=now)
+        write_identities = identities_need_write(identities=identities, known=known)
+        one_write = single_statement and not write_identities and transaction.get_autocommit()
+        with nullcontext() if one_write else transaction.atomic():
+            if write_identities:
+                known = upsert_model_identities(identities=identities, now=now, known=known)
+            rows, counts = _prediction_rows(judged, known)
+            if single_statement:
+                input_id = _write_cycle_postgres(
+                    input_row=input_row, config=config, worker_id=worker_id, next_run_at=next_run_at, now=now, rows=rows
                 )
-                key = (item.failure_reason or item.status).lower()
-                counts[key] = counts.get(key, 0) + 1
-            for model_id, model in models.items():
-                if model["status"] == ModelStatus.ACTIVE and model_id not in answered:
-                    rows.append((model["pk"], model["deployment_id"], PredictionStatus.ABSENT, "", "", None, None))
-                    counts["absent"] = counts.get("absent", 0) + 1
-            insert_predictions(
-                input_id=input_row.pk,
-                config=config,
-                performed_at=now,
-                resolvable_at=resolvable_at,
-                rows=rows,
-            )
-            _advance(config, worker_id=worker_id, next_run_at=next_run_at)
+            else:
+                input_row.save(force_insert=True)
+                input_id = input_row.pk
+                insert_predictions(
+                    input_id=input_id, config=config, performed_at=now, resolvable_at=resolvable_at, rows=rows
+                )
+                _advance(config, worker_id=worker_id, next_run_at=next_run_at)
     except IntegrityError as exc:
         if Input.objects.filter(config=config, scheduled_for=scheduled_for).exists():
             raise SlotAlreadyServed(str(exc)) from exc
         raise
     counts["predictions"] = len(rows)
-    return input_row.pk, counts
+    return input_id, counts
 
 
-# Columns of one cycle's Prediction rows: the same value for every row, then one value per row.
+def _prediction_rows(judged: list[Judged], models: dict[str, dict]) -> tuple[list[tuple], dict[str, int]]:
+    """One row (in `_ROW_COLUMNS` order) per answer of an ACTIVE model, then one ABSENT row per
+    ACTIVE model that did not answer; and the counts by outcome."""
+    rows, counts = [], {}
+    answered = set()
+    for item in judged:
+        model = models.get(item.identity.model_id)
+        answered.add(item.identity.model_id)
+        if model is None or model["status"] != ModelStatus.ACTIVE:
+            counts["retired_skipped"] = counts.get("retired_skipped", 0) + 1
+            continue
+        rows.append(
+            (
+                model["pk"],
+                item.identity.deployment_id,
+                str(item.status),
+                str(item.failure_reason),
+                item.failure_detail,
+                item.output,
+                item.exec_time_us,
+            )
+        )
+        key = (item.failure_reason or item.status).lower()
+        counts[key] = counts.get(key, 0) + 1
+    absent = str(PredictionStatus.ABSENT)
+    for model_id, model in models.items():
+        if model["status"] == ModelStatus.ACTIVE and model_id not in answered:
+            rows.append((model["pk"], model["deployment_id"], absent, "", "", None, None))
+            counts["absent"] = counts.get("absent", 0) + 1
+    return rows, counts
+
+
+# Columns of one cycle's Prediction rows: the same value for every row, then one value per row
+# (`output` as a Python value, None for SQL NULL).
 _SHARED_COLUMNS = ("input", "config", "scope_key", "performed_at", "resolvable_at")
 _ROW_COLUMNS = ("model", "deployment_id", "status", "failure_reason", "failure_detail", "output", "exec_time_us")
-_ROW_PG_TYPES = ("bigint", "text", "text", "text", "text", "jsonb", "bigint")
 
 
 @cache
-def _prediction_insert_sql(vendor: str) -> str:
-    """The INSERT of `insert_predictions`, built from the model's metadata only (no user input)."""
+def _cycle_sql() -> str:
+    """Postgres: claim check + schedule advance, Input insert and every Prediction in one
+    statement, built from the models' metadata only (no user input in the text).
+
+    The Input is inserted only if the UPDATE still finds the claim, and the Predictions only
+    for that Input, so a lost claim writes nothing (no row returned); a duplicate slot fails
+    the whole statement on `input_natural_key`.
+    """
     quote = connection.ops.quote_name
-    columns = _columns(Prediction, _SHARED_COLUMNS + _ROW_COLUMNS)
-    target = f"{quote(Prediction._meta.db_table)} ({', '.join(columns)})"
-    if vendor == "postgresql":
-        # One statement whatever the row count: one array parameter per per-row column.
-        names = [f"r{i}" for i in range(len(_ROW_COLUMNS))]
-        arrays = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for t in _ROW_PG_TYPES)
-        picks = ", ".join(f"{n}::{t}" for n, t in zip(names, _ROW_PG_TYPES, strict=True))
-        shared = ", ".join(["%s"] * len(_SHARED_COLUMNS))
-        return f"INSERT INTO {target} SELECT {shared}, {picks} FROM unnest({arrays}) AS r({', '.join(names)})"  # noqa: S608
-    return f"INSERT INTO {target} VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+    input_fields = [f for f in Input._meta.local_concrete_fields if not f.primary_key]
+    prediction_fields = [Prediction._meta.get_field(n) for n in _SHARED_COLUMNS + _ROW_COLUMNS]
+    casts = [f"%s::{f.cast_db_type(connection)}" for f in prediction_fields[1 : len(_SHARED_COLUMNS)]]
+    # The rows travel as ONE JSON document (encoded by json.dumps in C, parsed once by the server).
+    record = [f"r{i} {f.cast_db_type(connection)}" for i, f in enumerate(prediction_fields[len(_SHARED_COLUMNS) :])]
+    picks = [f"r{i}" for i in range(len(_ROW_COLUMNS))]
+    return (
+        f"WITH claim AS (UPDATE {quote(PredictionConfig._meta.db_table)} "  # noqa: S608 (metadata only)
+        "SET next_run_at = %s, claimed_by = '', lease_until = NULL, meta = meta - 'last_error' - 'attempts' "
+        "WHERE id = %s AND claimed_by = %s AND next_run_at = %s RETURNING id), "
+        f"new_input AS (INSERT INTO {quote(Input._meta.db_table)} ({', '.join(quote(f.column) for f in input_fields)}) "
+        f"SELECT {', '.join(f'%s::{f.cast_db_type(connection)}' for f in input_fields)} FROM claim RETURNING id), "
+        f"new_predictions AS (INSERT INTO {quote(Prediction._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in prediction_fields)}) "
+        f"SELECT new_input.id, {', '.join(casts + picks)} "
+        f"FROM new_input, json_to_recordset(%s::json) AS r({', '.join(record)})) "
+        "SELECT id FROM new_input"
+    )
+
+
+def _write_cycle_postgres(
+    *, input_row: Input, config: PredictionConfig, worker_id: str, next_run_at: datetime, now: datetime, rows: list
+) -> int:
+    input_values = [
+        f.get_db_prep_save(f.pre_save(input_row, add=True), connection)
+        for f in Input._meta.local_concrete_fields
+        if not f.primary_key
+    ]
+    keys = [f"r{i}" for i in range(len(_ROW_COLUMNS))]
+    document = json.dumps([dict(zip(keys, row, strict=True)) for row in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _cycle_sql(),
+            [
+                next_run_at,
+                config.pk,
+                worker_id,
+                config.next_run_at,
+                *input_values,
+                config.pk,
+                config.scope_key,
+                now,
+                input_row.resolvable_at,
+                document,
+            ],
+        )
+        written = cursor.fetchone()
+    if written is None:
+        raise ClaimLost(f"{config.scope_key}: claim lost before the cycle was written")
+    return written[0]
 
 
 def insert_predictions(
     *, input_id: int, config: PredictionConfig, performed_at: datetime, resolvable_at: datetime, rows: list[tuple]
 ) -> None:
-    """Insert one cycle's Predictions without model instances, each output JSON-encoded once.
-
-    `rows` are tuples in `_ROW_COLUMNS` order (model pk, not model_id). Postgres: one
-    INSERT ... SELECT FROM unnest(arrays); other backends: executemany of a one-row INSERT.
-    Runs in the caller's transaction; constraints are the table's, exactly as with the ORM.
-    """
+    """Insert one cycle's Predictions (rows from `_prediction_rows`) without model instances:
+    one executemany of a one-row INSERT, in the caller's transaction (backends other than Postgres)."""
     if not rows:
         return
-    sql = _prediction_insert_sql(connection.vendor)
-    encoded = [
-        (pk, dep, str(st), str(fr), fd, None if out is None else json.dumps(out), us)
-        for pk, dep, st, fr, fd, out, us in rows
-    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(_columns(Prediction, _SHARED_COLUMNS + _ROW_COLUMNS))
+    sql = (
+        f"INSERT INTO {quote(Prediction._meta.db_table)} ({columns}) "  # noqa: S608 (metadata only)
+        f"VALUES ({', '.join(['%s'] * (len(_SHARED_COLUMNS) + len(_ROW_COLUMNS)))})"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    shared = [input_id, config.pk, config.scope_key, adapt(performed_at), adapt(resolvable_at)]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            shared = [input_id, config.pk, config.scope_key, performed_at, resolvable_at]
-            cursor.execute(sql, [*shared, *(list(column) for column in zip(*encoded, strict=True))])
-        else:
-            adapt = connection.ops.adapt_datetimefield_value
-            shared = [input_id, config.pk, config.scope_key, adapt(performed_at), adapt(resolvable_at)]
-            cursor.executemany(sql, [[*shared, *row] for row in encoded])
+        cursor.executemany(
+            sql, [[*shared, *row[:5], None if row[5] is None else json.dumps(row[5]), row[6]] for row in rows]
+        )
 
 
 def _advance(config: PredictionConfig, *, worker_id: str, next_run_at: datetime) -> None:
@@ -446,30 +510,54 @@ def _push_back(config: PredictionConfig, *, worker_id: str, now: datetime, error
         log.warning("%s: could not record the cycle error", config.scope_key, exc_info=True)
 
 
-def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -> dict[str, dict]:
+def known_models(*, model_ids: list[str], now: datetime) -> dict[str, dict]:
+    """Every ACTIVE model plus the given ones, keyed by model_id, as dicts with `pk`, `model_id`,
+    the identity fields, `status` and `stale` (last_seen_at older than LAST_SEEN_TOUCH_SECONDS)."""
+    touch_before = now - timedelta(seconds=LAST_SEEN_TOUCH_SECONDS)
+    # Every ACTIVE model, read without the ORM (this runs every cycle, with every model)...
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(_columns(ParticipantModel, _MODEL_FIELDS))}, last_seen_at < %s "  # noqa: S608 (metadata only)
+            f"FROM {connection.ops.quote_name(ParticipantModel._meta.db_table)} WHERE status = %s",
+            [connection.ops.adapt_datetimefield_value(touch_before), str(ModelStatus.ACTIVE)],
+        )
+        known = {row[1]: {**dict(zip(_MODEL_FIELDS, row, strict=False)), "stale": bool(row[-1])} for row in cursor}
+    # ...plus the given models that are not ACTIVE (new, or retired but still connected).
+    missing = [model_id for model_id in model_ids if model_id not in known]
+    if missing:
+        for row in ParticipantModel.objects.filter(model_id__in=missing).values(*_MODEL_FIELDS, "last_seen_at"):
+            known[row["model_id"]] = {**row, "stale": row.pop("last_seen_at") < touch_before}
+    return known
+
+
+_MODEL_FIELDS = ("pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status")
+_IDENTITY_FIELDS = ("name", "cruncher_id", "cruncher_name", "deployment_id")
+
+
+def identities_need_write(*, identities: list[ModelIdentity], known: dict[str, dict]) -> bool:
+    """Whether `upsert_model_identities` would write anything (a new or changed identity, or a
+    last_seen_at to refresh)."""
+    for identity in identities:
+        row = known.get(identity.model_id)
+        if row is None or row["stale"] or any(row[k] != getattr(identity, k) for k in _IDENTITY_FIELDS):
+            return True
+    return False
+
+
+def upsert_model_identities(
+    *, identities: list[ModelIdentity], now: datetime, known: dict[str, dict] | None = None
+) -> dict[str, dict]:
     """Make `Model` match what the gateway reports, writing only what changed.
 
     Returns every known model that is ACTIVE or was just seen, keyed by model_id, as dicts
     with `pk`, `status` and `deployment_id`. New models join ACTIVE; a changed deployment_id
     is recorded in ModelDeployment (a redeploy); `last_seen_at` is refreshed at most every
-    LAST_SEEN_TOUCH_SECONDS.
+    LAST_SEEN_TOUCH_SECONDS. `known`: what `known_models` returned for these identities (read
+    again when not given).
     """
     seen = {i.model_id: i for i in identities}
-    touch_before = now - timedelta(seconds=LAST_SEEN_TOUCH_SECONDS)
-    # Every ACTIVE model, read without the ORM (this runs every cycle, with every model)...
-    names = ("pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(_columns(ParticipantModel, names))}, last_seen_at < %s "  # noqa: S608 (metadata only)
-            f"FROM {connection.ops.quote_name(ParticipantModel._meta.db_table)} WHERE status = %s",
-            [connection.ops.adapt_datetimefield_value(touch_before), str(ModelStatus.ACTIVE)],
-        )
-        known = {row[1]: {**dict(zip(names, row, strict=False)), "stale": bool(row[-1])} for row in cursor.fetchall()}
-    # ...plus the models seen now that are not ACTIVE (new, or retired but still connected).
-    missing = [model_id for model_id in seen if model_id not in known]
-    if missing:
-        for row in ParticipantModel.objects.filter(model_id__in=missing).values(*names, "last_seen_at"):
-            known[row["model_id"]] = {**row, "stale": row.pop("last_seen_at") < touch_before}
+    if known is None:
+        known = known_models(model_ids=list(seen), now=now)
     changed, deployments, stale = [], [], []
     for model_id, identity in seen.items():
         row = known.get(model_id)

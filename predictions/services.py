@@ -6,9 +6,10 @@ A cycle serves one schedule slot of one PredictionConfig (DESIGN.md §7):
 2. raw input from the tape, scope, model input (contract slots), outside any transaction;
 3. `tick` then `predict` through the model gateway (no transaction open);
 4. validate each answer (INFERENCE_OUTPUT_VALIDATOR, then the contract's `output_type`);
-5. ONE transaction: upsert model identities, insert the Input, bulk-insert every Prediction
-   (PENDING / FAILED with a reason / ABSENT), advance `next_run_at` and release the claim,
-   conditional on still holding it.
+5. atomically: upsert model identities (when they changed), insert the Input, insert every
+   Prediction (PENDING / FAILED with a reason / ABSENT), advance `next_run_at` and release the
+   claim, conditional on still holding it. On Postgres the last three are ONE statement (in
+   autocommit when no identity needs writing); otherwise one transaction holds every write.
 
 A crash anywhere before step 5 commits leaves no Input and no Prediction; the slot stays due
 and is served once the lease expires. Inputs are unique per (config, scheduled_for), so a slot

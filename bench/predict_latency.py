@@ -3,7 +3,10 @@
 Measures, per cycle, the time from "new tape record committed" to "all predictions of the cycle
 committed" (run_predict_cycle with the local gateway), with a breakdown (input build, model
 calls, validation, persistence), and in the same run the time of a plain
-`Prediction.objects.bulk_create` of the same number of rows in its own transaction.
+`Prediction.objects.bulk_create` of the same number of rows in its own transaction. It also
+prints the CPU time per cycle and the load average: on a shared machine the wall-clock figures
+include time spent waiting for other processes, so compare them with the plain insert of the
+same run.
 
 Usage (Postgres, the target database):
 
@@ -109,7 +112,8 @@ def run_size(n_models: int, cycles: int) -> dict:
         gateway.start()
         assert len(gateway.connected_models()) == n_models, gateway.load_errors
 
-        latency, plain, parts = (
+        latency, cpu, plain, parts = (
+            [],
             [],
             [],
             {"claim": [], "input_build": [], "model_calls": [], "validation": [], "persistence": []},
@@ -118,9 +122,10 @@ def run_size(n_models: int, cycles: int) -> dict:
         for k in range(cycles + WARMUP):
             now = base + timedelta(seconds=k + 1)
             FeedRecord.objects.create(**DIMS, ts_event=now, values={"price": 100.0 + k})  # autocommit
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             report = run_predict_cycle(gateway=gateway, worker_id="bench", now=now)
             elapsed = (time.perf_counter() - started) * 1000
+            cpu_ms = (time.process_time() - cpu_started) * 1000  # this process, model threads included
             if report is None or not report.input_id:
                 raise SystemExit(f"cycle {k} wrote nothing: {report}")
             if model_pks is None:
@@ -151,13 +156,14 @@ def run_size(n_models: int, cycles: int) -> dict:
             if k < WARMUP:
                 continue
             latency.append(elapsed)
+            cpu.append(cpu_ms)
             plain.append(plain_ms)
             for key in parts:
                 parts[key].append(report.timings_ms[key])
         gateway.close()
     assert Prediction.objects.filter(config=config).count() == (cycles + WARMUP) * n_models
     cleanup()
-    return {"latency": latency, "plain": plain, "parts": parts}
+    return {"latency": latency, "cpu": cpu, "plain": plain, "parts": parts}
 
 
 def main() -> None:
@@ -186,21 +192,30 @@ def report(options) -> None:
     print(
         f"database: {connection.vendor} {connection.settings_dict['NAME']}; window {settings.FEED_WINDOW_SIZE} records"
     )
-    print(f"cycles per size: {options.cycles} (+{WARMUP} warm-up, excluded)")
-    header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} | {'claim':>6} {'input':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
+    print(f"cycles per size: {options.cycles} (+{WARMUP} warm-up, excluded); load average {_load()}")
+    header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>7} | {'claim':>6} {'input':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
     print(header)
     for n in options.models:
         result = run_size(n, options.cycles)
         med = {k: statistics.median(v) for k, v in result["parts"].items()}
         plain50 = statistics.median(result["plain"])
         print(
-            f"{n:>6} {pct(result['latency'], 50):>8.2f} {pct(result['latency'], 99):>8.2f} | "
+            f"{n:>6} {pct(result['latency'], 50):>8.2f} {pct(result['latency'], 99):>8.2f} {pct(result['cpu'], 50):>7.2f} | "
             f"{med['claim']:>6.2f} {med['input_build']:>6.2f} {med['model_calls']:>6.2f} {med['validation']:>6.2f} {med['persistence']:>7.2f} | "
             f"{plain50:>9.2f} {pct(result['plain'], 99):>9.2f} {med['persistence'] / plain50:>13.2f}"
         )
     print(
-        "breakdown columns are medians in ms; persistence = identities + Input + bulk insert + schedule, one transaction"
+        "breakdown columns are medians in ms; persistence = ACTIVE models read + identities (when changed) + Input"
+        " + every Prediction + schedule, atomically (one statement on Postgres)"
     )
+    print(
+        "cpu p50: CPU time of this process per cycle (model threads included); the rest of p50 is waiting"
+        f" (database, other processes on the machine); load average {_load()}"
+    )
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
 if __name__ == "__main__":

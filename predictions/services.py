@@ -6,24 +6,28 @@ A cycle serves one schedule slot of one PredictionConfig (DESIGN.md §7):
 2. raw input from the tape, scope, model input (contract slots), outside any transaction;
 3. `tick` then `predict` through the model gateway (no transaction open);
 4. validate each answer (INFERENCE_OUTPUT_VALIDATOR, then the contract's `output_type`);
-5. ONE transaction: upsert model identities, insert the Input, bulk-insert every Prediction
-   (PENDING / FAILED with a reason / ABSENT), advance `next_run_at` and release the claim,
-   conditional on still holding it.
+5. atomically: upsert model identities (when they changed), insert the Input, insert every
+   Prediction (PENDING / FAILED with a reason / ABSENT), advance `next_run_at` and release the
+   claim, conditional on still holding it. On Postgres the last three are ONE statement (in
+   autocommit when no identity needs writing); otherwise one transaction holds every write.
 
 A crash anywhere before step 5 commits leaves no Input and no Prediction; the slot stays due
 and is served once the lease expires. Inputs are unique per (config, scheduled_for), so a slot
 can never be written twice.
 """
 
+import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
@@ -116,13 +120,31 @@ class Judged:
 
 def claim_due_config(*, worker_id: str, now: datetime, lease_seconds: int) -> PredictionConfig | None:
     """Claim the most overdue active config (compare-and-swap on the lease), or None."""
+    lease_until = now + timedelta(seconds=lease_seconds)
+    if connection.vendor == "postgresql":
+        # One round trip: lock the first free due row (skipping rows another worker is claiming
+        # right now), re-check it under the lock, take the lease and return the row.
+        claimed = list(PredictionConfig.objects.raw(_claim_sql(), [worker_id, lease_until, now, now]))
+        return claimed[0] if claimed else None
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     due = PredictionConfig.objects.filter(free, active=True, next_run_at__lte=now)
-    for pk in due.order_by("next_run_at", "order", "scope_key").values_list("pk", flat=True)[:10]:
-        claimed = due.filter(pk=pk).update(claimed_by=worker_id, lease_until=now + timedelta(seconds=lease_seconds))
-        if claimed:
-            return PredictionConfig.objects.get(pk=pk)
+    for config in due.order_by("next_run_at", "order", "scope_key")[:10]:
+        if due.filter(pk=config.pk, next_run_at=config.next_run_at).update(
+            claimed_by=worker_id, lease_until=lease_until
+        ):
+            config.claimed_by, config.lease_until = worker_id, lease_until
+            return config
     return None
+
+
+@cache
+def _claim_sql() -> str:
+    table = connection.ops.quote_name(PredictionConfig._meta.db_table)
+    return (
+        f"UPDATE {table} SET claimed_by = %s, lease_until = %s WHERE id = ("  # noqa: S608 (metadata only)
+        f"SELECT id FROM {table} WHERE active AND next_run_at <= %s AND (lease_until IS NULL OR lease_until < %s) "
+        'ORDER BY next_run_at, "order", scope_key LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *'
+    )
 
 
 def slot_to_serve(config: PredictionConfig, now: datetime) -> tuple[datetime, int]:
@@ -286,80 +308,190 @@ def persist_cycle(
     identities: list[ModelIdentity],
     judged: list[Judged],
 ) -> tuple[int, dict[str, int]]:
-    """Write one whole cycle in one transaction: identities, Input, every Prediction (one bulk
-    insert, ABSENT included) and the advanced schedule. All or nothing."""
+    """Write one whole cycle atomically: identities, Input, every Prediction (ABSENT included)
+    and the advanced schedule. All or nothing.
+
+    Postgres: the Input, the Predictions and the schedule are ONE statement (`_cycle_sql`), so
+    when the model identities need no write (the usual cycle) the cycle is two round trips (read
+    the ACTIVE models, write) without BEGIN/COMMIT; otherwise, and on other backends, one
+    transaction holds every write.
+    """
     resolvable_at = scheduled_for + timedelta(seconds=config.horizon_seconds)
+    input_row = Input(
+        config=config,
+        scheduled_for=scheduled_for,
+        raw_data=raw_input,
+        scope=scope,
+        as_of=as_of,
+        received_at=now,
+        resolvable_at=resolvable_at,
+    )
+    single_statement = connection.vendor == "postgresql"
     try:
-        with transaction.atomic():
-            models = upsert_model_identities(identities=identities, now=now)
-            input_row = Input.objects.create(
-                config=config,
-                scheduled_for=scheduled_for,
-                raw_data=raw_input,
-                scope=scope,
-                as_of=as_of,
-                received_at=now,
-                resolvable_at=resolvable_at,
-            )
-            rows, counts = [], {}
-            answered = set()
-            for item in judged:
-                model = models.get(item.identity.model_id)
-                answered.add(item.identity.model_id)
-                if model is None or model["status"] != ModelStatus.ACTIVE:
-                    counts["retired_skipped"] = counts.get("retired_skipped", 0) + 1
-                    continue
-                rows.append(
-                    Prediction(
-                        input=input_row,
-                        model_id=model["pk"],
-                        config=config,
-                        scope_key=config.scope_key,
-                        deployment_id=item.identity.deployment_id,
-                        status=item.status,
-                        failure_reason=item.failure_reason,
-                        failure_detail=item.failure_detail,
-                        output=item.output,
-                        exec_time_us=item.exec_time_us,
-                        performed_at=now,
-                        resolvable_at=resolvable_at,
-                    )
+        known = known_models(model_ids=[i.model_id for i in identities], now=now)
+        write_identities = identities_need_write(identities=identities, known=known)
+        one_write = single_statement and not write_identities and transaction.get_autocommit()
+        with nullcontext() if one_write else transaction.atomic():
+            if write_identities:
+                known = upsert_model_identities(identities=identities, now=now, known=known)
+            rows, counts = _prediction_rows(judged, known)
+            if single_statement:
+                input_id = _write_cycle_postgres(
+                    input_row=input_row, config=config, worker_id=worker_id, next_run_at=next_run_at, now=now, rows=rows
                 )
-                key = item.failure_reason or item.status
-                counts[key.lower()] = counts.get(key.lower(), 0) + 1
-            for model_id, model in models.items():
-                if model["status"] == ModelStatus.ACTIVE and model_id not in answered:
-                    rows.append(
-                        Prediction(
-                            input=input_row,
-                            model_id=model["pk"],
-                            config=config,
-                            scope_key=config.scope_key,
-                            deployment_id=model["deployment_id"],
-                            status=PredictionStatus.ABSENT,
-                            performed_at=now,
-                            resolvable_at=resolvable_at,
-                        )
-                    )
-                    counts["absent"] = counts.get("absent", 0) + 1
-            Prediction.objects.bulk_create(rows)
-            _advance(config, worker_id=worker_id, next_run_at=next_run_at)
+            else:
+                input_row.save(force_insert=True)
+                input_id = input_row.pk
+                insert_predictions(
+                    input_id=input_id, config=config, performed_at=now, resolvable_at=resolvable_at, rows=rows
+                )
+                _advance(config, worker_id=worker_id, next_run_at=next_run_at)
     except IntegrityError as exc:
         if Input.objects.filter(config=config, scheduled_for=scheduled_for).exists():
             raise SlotAlreadyServed(str(exc)) from exc
         raise
     counts["predictions"] = len(rows)
-    return input_row.pk, counts
+    return input_id, counts
+
+
+def _prediction_rows(judged: list[Judged], models: dict[str, dict]) -> tuple[list[tuple], dict[str, int]]:
+    """One row (in `_ROW_COLUMNS` order) per answer of an ACTIVE model, then one ABSENT row per
+    ACTIVE model that did not answer; and the counts by outcome."""
+    rows, counts = [], {}
+    answered = set()
+    for item in judged:
+        model = models.get(item.identity.model_id)
+        answered.add(item.identity.model_id)
+        if model is None or model["status"] != ModelStatus.ACTIVE:
+            counts["retired_skipped"] = counts.get("retired_skipped", 0) + 1
+            continue
+        rows.append(
+            (
+                model["pk"],
+                item.identity.deployment_id,
+                str(item.status),
+                str(item.failure_reason),
+                item.failure_detail,
+                item.output,
+                item.exec_time_us,
+            )
+        )
+        key = (item.failure_reason or item.status).lower()
+        counts[key] = counts.get(key, 0) + 1
+    absent = str(PredictionStatus.ABSENT)
+    for model_id, model in models.items():
+        if model["status"] == ModelStatus.ACTIVE and model_id not in answered:
+            rows.append((model["pk"], model["deployment_id"], absent, "", "", None, None))
+            counts["absent"] = counts.get("absent", 0) + 1
+    return rows, counts
+
+
+# Columns of one cycle's Prediction rows: the same value for every row, then one value per row
+# (`output` as a Python value, None for SQL NULL).
+_SHARED_COLUMNS = ("input", "config", "scope_key", "performed_at", "resolvable_at")
+_ROW_COLUMNS = ("model", "deployment_id", "status", "failure_reason", "failure_detail", "output", "exec_time_us")
+
+
+@cache
+def _cycle_sql() -> str:
+    """Postgres: claim check + schedule advance, Input insert and every Prediction in one
+    statement, built from the models' metadata only (no user input in the text).
+
+    The Input is inserted only if the UPDATE still finds the claim, and the Predictions only
+    for that Input, so a lost claim writes nothing (no row returned); a duplicate slot fails
+    the whole statement on `input_natural_key`.
+    """
+    quote = connection.ops.quote_name
+    input_fields = [f for f in Input._meta.local_concrete_fields if not f.primary_key]
+    prediction_fields = [Prediction._meta.get_field(n) for n in _SHARED_COLUMNS + _ROW_COLUMNS]
+    casts = [f"%s::{f.cast_db_type(connection)}" for f in prediction_fields[1 : len(_SHARED_COLUMNS)]]
+    # The rows travel as ONE JSON document (encoded by json.dumps in C, parsed once by the server).
+    record = [f"r{i} {f.cast_db_type(connection)}" for i, f in enumerate(prediction_fields[len(_SHARED_COLUMNS) :])]
+    picks = [f"r{i}" for i in range(len(_ROW_COLUMNS))]
+    return (
+        f"WITH claim AS (UPDATE {quote(PredictionConfig._meta.db_table)} "  # noqa: S608 (metadata only)
+        "SET next_run_at = %s, claimed_by = '', lease_until = NULL, meta = meta - 'last_error' - 'attempts' "
+        "WHERE id = %s AND claimed_by = %s AND next_run_at = %s RETURNING id), "
+        f"new_input AS (INSERT INTO {quote(Input._meta.db_table)} ({', '.join(quote(f.column) for f in input_fields)}) "
+        f"SELECT {', '.join(f'%s::{f.cast_db_type(connection)}' for f in input_fields)} FROM claim RETURNING id), "
+        f"new_predictions AS (INSERT INTO {quote(Prediction._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in prediction_fields)}) "
+        f"SELECT new_input.id, {', '.join(casts + picks)} "
+        f"FROM new_input, json_to_recordset(%s::json) AS r({', '.join(record)})) "
+        "SELECT id FROM new_input"
+    )
+
+
+def _write_cycle_postgres(
+    *, input_row: Input, config: PredictionConfig, worker_id: str, next_run_at: datetime, now: datetime, rows: list
+) -> int:
+    input_values = [
+        f.get_db_prep_save(f.pre_save(input_row, add=True), connection)
+        for f in Input._meta.local_concrete_fields
+        if not f.primary_key
+    ]
+    keys = [f"r{i}" for i in range(len(_ROW_COLUMNS))]
+    document = json.dumps([dict(zip(keys, row, strict=True)) for row in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _cycle_sql(),
+            [
+                next_run_at,
+                config.pk,
+                worker_id,
+                config.next_run_at,
+                *input_values,
+                config.pk,
+                config.scope_key,
+                now,
+                input_row.resolvable_at,
+                document,
+            ],
+        )
+        written = cursor.fetchone()
+    if written is None:
+        raise ClaimLost(f"{config.scope_key}: claim lost before the cycle was written")
+    return written[0]
+
+
+def insert_predictions(
+    *, input_id: int, config: PredictionConfig, performed_at: datetime, resolvable_at: datetime, rows: list[tuple]
+) -> None:
+    """Insert one cycle's Predictions (rows from `_prediction_rows`) without model instances:
+    one executemany of a one-row INSERT, in the caller's transaction (backends other than Postgres)."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    columns = ", ".join(_columns(Prediction, _SHARED_COLUMNS + _ROW_COLUMNS))
+    sql = (
+        f"INSERT INTO {quote(Prediction._meta.db_table)} ({columns}) "  # noqa: S608 (metadata only)
+        f"VALUES ({', '.join(['%s'] * (len(_SHARED_COLUMNS) + len(_ROW_COLUMNS)))})"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    shared = [input_id, config.pk, config.scope_key, adapt(performed_at), adapt(resolvable_at)]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            sql, [[*shared, *row[:5], None if row[5] is None else json.dumps(row[5]), row[6]] for row in rows]
+        )
 
 
 def _advance(config: PredictionConfig, *, worker_id: str, next_run_at: datetime) -> None:
     """Move the schedule on and release the claim, only if this worker still holds it."""
-    changes = {"next_run_at": next_run_at, "claimed_by": "", "lease_until": None}
     if config.meta.get("last_error"):
-        changes["meta"] = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
-    updated = PredictionConfig.objects.filter(
-        pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
-    ).update(**changes)
+        meta = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
+        updated = PredictionConfig.objects.filter(
+            pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
+        ).update(next_run_at=next_run_at, claimed_by="", lease_until=None, meta=meta)
+    else:  # the usual case, without the ORM's per-query overhead
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(PredictionConfig._meta.db_table)} "  # noqa: S608 (metadata only)
+                "SET next_run_at = %s, claimed_by = '', lease_until = NULL "
+                "WHERE id = %s AND claimed_by = %s AND next_run_at = %s",
+                [adapt(next_run_at), config.pk, worker_id, adapt(config.next_run_at)],
+            )
+            updated = cursor.rowcount
     if updated != 1:
         raise ClaimLost(f"{config.scope_key}: claim lost before the cycle was written")
 
@@ -379,21 +511,55 @@ def _push_back(config: PredictionConfig, *, worker_id: str, now: datetime, error
         log.warning("%s: could not record the cycle error", config.scope_key, exc_info=True)
 
 
-def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -> dict[str, dict]:
+def known_models(*, model_ids: list[str], now: datetime) -> dict[str, dict]:
+    """Every ACTIVE model plus the given ones, keyed by model_id, as dicts with `pk`, `model_id`,
+    the identity fields, `status` and `stale` (last_seen_at older than LAST_SEEN_TOUCH_SECONDS)."""
+    touch_before = now - timedelta(seconds=LAST_SEEN_TOUCH_SECONDS)
+    # Every ACTIVE model, read without the ORM (this runs every cycle, with every model)...
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(_columns(ParticipantModel, _MODEL_FIELDS))}, last_seen_at < %s "  # noqa: S608 (metadata only)
+            f"FROM {connection.ops.quote_name(ParticipantModel._meta.db_table)} WHERE status = %s",
+            [connection.ops.adapt_datetimefield_value(touch_before), str(ModelStatus.ACTIVE)],
+        )
+        known = {row[1]: {**dict(zip(_MODEL_FIELDS, row, strict=False)), "stale": bool(row[-1])} for row in cursor}
+    # ...plus the given models that are not ACTIVE (new, or retired but still connected).
+    missing = [model_id for model_id in model_ids if model_id not in known]
+    if missing:
+        for row in ParticipantModel.objects.filter(model_id__in=missing).values(*_MODEL_FIELDS, "last_seen_at"):
+            known[row["model_id"]] = {**row, "stale": row.pop("last_seen_at") < touch_before}
+    return known
+
+
+_MODEL_FIELDS = ("pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status")
+_IDENTITY_FIELDS = ("name", "cruncher_id", "cruncher_name", "deployment_id")
+
+
+def identities_need_write(*, identities: list[ModelIdentity], known: dict[str, dict]) -> bool:
+    """Whether `upsert_model_identities` would write anything (a new or changed identity, or a
+    last_seen_at to refresh)."""
+    for identity in identities:
+        row = known.get(identity.model_id)
+        if row is None or row["stale"] or any(row[k] != getattr(identity, k) for k in _IDENTITY_FIELDS):
+            return True
+    return False
+
+
+def upsert_model_identities(
+    *, identities: list[ModelIdentity], now: datetime, known: dict[str, dict] | None = None
+) -> dict[str, dict]:
     """Make `Model` match what the gateway reports, writing only what changed.
 
     Returns every known model that is ACTIVE or was just seen, keyed by model_id, as dicts
     with `pk`, `status` and `deployment_id`. New models join ACTIVE; a changed deployment_id
     is recorded in ModelDeployment (a redeploy); `last_seen_at` is refreshed at most every
-    LAST_SEEN_TOUCH_SECONDS.
+    LAST_SEEN_TOUCH_SECONDS. `known`: what `known_models` returned for these identities (read
+    again when not given).
     """
     seen = {i.model_id: i for i in identities}
-    rows = ParticipantModel.objects.filter(Q(status=ModelStatus.ACTIVE) | Q(model_id__in=list(seen))).values(
-        "pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status", "last_seen_at"
-    )
-    known = {r["model_id"]: r for r in rows}
+    if known is None:
+        known = known_models(model_ids=list(seen), now=now)
     changed, deployments, stale = [], [], []
-    touch_before = now - timedelta(seconds=LAST_SEEN_TOUCH_SECONDS)
     for model_id, identity in seen.items():
         row = known.get(model_id)
         fields = {
@@ -406,7 +572,7 @@ def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -
             changed.append(ParticipantModel(model_id=model_id, first_seen_at=now, last_seen_at=now, **fields))
             if row is None or row["deployment_id"] != identity.deployment_id:
                 deployments.append(identity)
-        elif row["last_seen_at"] < touch_before:
+        elif row["stale"]:
             stale.append(row["pk"])
     if changed:
         saved = ParticipantModel.objects.bulk_create(
@@ -435,6 +601,12 @@ def upsert_model_identities(*, identities: list[ModelIdentity], now: datetime) -
     if stale:
         ParticipantModel.objects.filter(pk__in=stale).update(last_seen_at=now)
     return known
+
+
+def _columns(model, names) -> list[str]:
+    """Quoted column names of a model's fields (`pk` included), for the hand-written hot queries."""
+    meta = model._meta
+    return [connection.ops.quote_name((meta.pk if n == "pk" else meta.get_field(n)).column) for n in names]
 
 
 def _lap(started: float) -> float:

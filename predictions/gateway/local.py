@@ -17,6 +17,7 @@ models may both have `main.py` and `helpers.py`. `deployment_id` is `<model_id>_
 code>`, so an edit looks like a redeploy.
 """
 
+import collections
 import hashlib
 import importlib
 import importlib.util
@@ -357,15 +358,18 @@ class LocalModelGateway:
 
 
 class _Batch:
-    """The outcomes of one fan-out; late outcomes after the caller gave up are dropped."""
+    """One fan-out: the calls not started yet, and the outcomes; late outcomes after the caller
+    gave up are dropped."""
 
-    def __init__(self, size: int) -> None:
-        self.remaining = size
+    def __init__(self, tasks: list, args: list) -> None:
+        self.pending = collections.deque(tasks)  # popleft() is atomic: threads share it without a lock
+        self.args = args
+        self.remaining = len(tasks)
         self.outcomes: dict[int, tuple] = {}
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.abandoned = False
-        if size == 0:
+        if not tasks:
             self.done.set()
 
     def finish(self, index: int, outcome: tuple) -> None:
@@ -378,12 +382,14 @@ class _Batch:
 
 
 class _CallPool:
-    """Long-lived daemon threads taking model calls from one queue.
+    """Long-lived daemon threads draining the calls of a fan-out.
 
-    Cheaper per call than a ThreadPoolExecutor (no Future per call, no per-future waiters),
-    which matters with hundreds of models per cycle. Threads stuck in a model that overran
-    its timeout do not count as capacity: before each fan-out the pool grows so that at least
-    `min(len(tasks), PARALLELISM)` threads are free.
+    A fan-out wakes at most PARALLELISM threads, and each takes calls from the batch until
+    none is left: no queue item, wake-up or Future per call, which matters with hundreds of
+    models per cycle. A model that overruns holds only its own thread; the others go on with
+    the remaining calls. Threads still busy with an earlier fan-out (e.g. stuck in a model that
+    overran its timeout) do not count as capacity: before each fan-out the pool grows so that at
+    least `min(len(tasks), PARALLELISM)` threads are free.
     """
 
     PARALLELISM = 16
@@ -391,36 +397,43 @@ class _CallPool:
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.threads = 0
-        self.in_call = 0  # threads currently running a model call
+        self.draining = 0  # threads currently working on a batch
         self.lock = threading.Lock()
 
     def dispatch(self, tasks: list, args: list) -> _Batch:
-        batch = _Batch(len(tasks))
+        batch = _Batch(tasks, args)
+        for _index, model, _func, _kwargs in tasks:
+            model.busy.set()
+        workers = min(len(tasks), self.PARALLELISM)
         with self.lock:
-            wanted = self.in_call + min(len(tasks), self.PARALLELISM)
-            for _ in range(max(0, wanted - self.threads)):
+            for _ in range(max(0, self.draining + workers - self.threads)):
                 threading.Thread(target=self._work, name="local-model", daemon=True).start()
                 self.threads += 1
-        for index, model, func, kwargs in tasks:
-            model.busy.set()
-            self.queue.put((batch, index, model, func, args, kwargs))
+        for _ in range(workers):
+            self.queue.put(batch)
         return batch
 
     def _work(self) -> None:
         while True:
-            task = self.queue.get()
-            if task is None:
+            batch = self.queue.get()
+            if batch is None:
                 return
-            batch, index, model, func, args, kwargs = task
             with self.lock:
-                self.in_call += 1
+                self.draining += 1
             try:
-                outcome = _timed_call(func, args, kwargs)
+                while True:
+                    try:
+                        index, model, func, kwargs = batch.pending.popleft()
+                    except IndexError:
+                        break
+                    try:
+                        outcome = _timed_call(func, batch.args, kwargs)
+                    finally:
+                        model.busy.clear()
+                    batch.finish(index, outcome)
             finally:
                 with self.lock:
-                    self.in_call -= 1
-                model.busy.clear()
-            batch.finish(index, outcome)
+                    self.draining -= 1
 
     def close(self) -> None:
         with self.lock:

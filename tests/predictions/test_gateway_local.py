@@ -137,3 +137,19 @@ def test_examples_folder_loads_with_the_default_base_class():
     gateway.call("tick", [{"symbol": "BTC", "records": [{"close": 100.0}, {"close": 101.0}]}])
     results = gateway.call("predict", ["BTC", 300, 60])
     assert all(r.status == CallStatus.SUCCESS and 0 <= r.output["p_up"] <= 1 for r in results)
+
+
+def test_models_stuck_past_their_timeout_do_not_starve_the_next_call(tmp_path):
+    # More overrunning models than the pool's PARALLELISM: every thread of the first call is stuck.
+    for i in range(20):
+        write_model(tmp_path, f"sleeping{i:02d}", MODELS["sleeping"])
+    write_model(tmp_path, "good")
+    gateway = make_gateway(tmp_path, timeout=0.2)
+    first = by_id(gateway.call("predict", ["BTC", 300, 60]))
+    assert first.pop("good").status == CallStatus.SUCCESS
+    assert {(r.status, r.detail) for r in first.values()} == {(CallStatus.TIMEOUT, DEADLINE_EXCEEDED)}
+    second = by_id(gateway.call("predict", ["BTC", 300, 60]))
+    assert second.pop("good").status == CallStatus.SUCCESS
+    assert {(r.status, r.detail) for r in second.values()} == {(CallStatus.TIMEOUT, SERVER_BUSY)}
+    assert wait_until(lambda: not any(m.busy.is_set() for m in gateway.models.values()), timeout=5)
+    gateway.close()

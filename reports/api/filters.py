@@ -43,6 +43,15 @@ class ModelIdsFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A database id: a whole number from 1 to 2**63 - 1 (no decimals or exponents, none a database can't hold)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     """ISO 8601 with `Z` or any offset, compared in UTC.
 
@@ -75,7 +84,7 @@ class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
     projectIds = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
     model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
     scope_key = django_filters.CharFilter(field_name="scope_key")
-    config = django_filters.NumberFilter(field_name="config_id", help_text="PredictionConfig id.")
+    config = IdFilter(field_name="config_id", help_text="PredictionConfig id.")
     status = django_filters.ChoiceFilter(choices=PredictionStatus.choices)
     failure_reason = django_filters.ChoiceFilter(choices=FailureReason.choices)
     start = UtcDateTimeFilter(field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start")

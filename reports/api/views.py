@@ -294,7 +294,7 @@ class CheckpointViewSet(ReportViewSet):
     keyset_orderings = ("-period_end",)
     default_limit = 20
     max_limit = 100
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = "[0-9]{1,18}"  # longer ids cannot exist (bigint): 404
 
     def get_queryset(self):
         return selectors.checkpoints()

@@ -22,7 +22,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 from django.conf import settings
@@ -90,8 +90,9 @@ class InputOutcome:
     penalised: int = 0
 
 
-@dataclass(frozen=True)
-class PredictionRow:
+class PredictionRow(NamedTuple):
+    """The fields of a prediction the score worker reads (a tuple: built once per prediction)."""
+
     id: int
     input_id: int
     model_id: int
@@ -103,7 +104,12 @@ class PredictionRow:
     scope_key: str
 
 
-PREDICTION_FIELDS = [f for f in PredictionRow.__dataclass_fields__]
+PREDICTION_FIELDS = list(PredictionRow._fields)
+# SCORED predictions are never touched again: the worker reads only these.
+OPEN_STATUSES = [str(s.value) for s in (PredictionStatus.PENDING, PredictionStatus.FAILED, PredictionStatus.ABSENT)]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# One encoder for every score result (json.dumps builds a new one per call when given options).
+RESULT_ENCODER = json.JSONEncoder(allow_nan=False)
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:
@@ -200,7 +206,7 @@ def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) 
     value = result.get(ctx.value_field)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"score field {ctx.value_field!r} is {value!r}, not a finite number")
-    text = json.dumps(result, allow_nan=False)  # NaN/Infinity would be refused by the JSON column: fail here
+    text = RESULT_ENCODER.encode(result)  # NaN/Infinity would be refused by the JSON column: fail here
     return float(value), result, text
 
 
@@ -295,7 +301,19 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
             values.append(value)
             outcome.scored_ids.append(row.id)
             outcome.scores.append(
-                _score_row(input_, row, ctx, value=value, result=result, success=True, result_json=text)
+                ScoreRow(
+                    row.id,
+                    row.model_id,
+                    input_.pk,
+                    row.scope_key,
+                    row.performed_at,
+                    ctx.now,
+                    value,
+                    result,
+                    True,
+                    "",
+                    text,
+                )
             )
         elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
             reason = row.failure_reason or row.status
@@ -345,9 +363,13 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
     """
     period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
     groups: dict[tuple[int, datetime], list[dict[str, Any]]] = defaultdict(list)
+    periods: dict[datetime, datetime] = {}  # performed_at -> period start (an Input's predictions share it)
     for outcome in outcomes:
         for score in outcome.scores:
-            key = (score.model_id, period_start_for(score.performed_at))
+            start = periods.get(score.performed_at)
+            if start is None:
+                start = periods[score.performed_at] = period_start_for(score.performed_at)
+            key = (score.model_id, start)
             groups[key].append(
                 {
                     "status": _final_status(score, outcome),
@@ -383,15 +405,20 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
         row.result_summary = merge_summaries(row.result_summary, ctx.aggregator(items), value_field=ctx.value_field)
         row.content_hash = leaf_hash(snapshot_document(row))
         row.updated_at = ctx.now
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {Snapshot._meta.db_table} SET prediction_count = %s, counts = %s, result_summary = %s, "  # noqa: S608
-            "content_hash = %s, updated_at = %s WHERE id = %s",
-            [
-                (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
-                for r in rows
-            ],
-        )
+    update_by_id(
+        Snapshot._meta.db_table,
+        {
+            "prediction_count": "integer",
+            "counts": "jsonb",
+            "result_summary": "jsonb",
+            "content_hash": "text",
+            "updated_at": "timestamptz",
+        },
+        [
+            (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
+            for r in rows
+        ],
+    )
     return len(rows)
 
 
@@ -420,13 +447,19 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 attempts = inp.attempts + 1
                 retry = ctx.now + backoff(attempts)
                 updates.append((InputStatus.RECEIVED, None, None, o.error, attempts, retry, inp.pk))
-        table = Input._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET status = %s, actuals = %s, resolved_at = %s, last_error = %s, "  # noqa: S608
-                "attempts = %s, next_attempt_at = %s, claimed_by = '', lease_until = NULL WHERE id = %s",
-                updates,
-            )
+        update_by_id(
+            Input._meta.db_table,
+            {
+                "status": "text",
+                "actuals": "jsonb",
+                "resolved_at": "timestamptz",
+                "last_error": "text",
+                "attempts": "integer",
+                "next_attempt_at": "timestamptz",
+            },
+            updates,
+            also="claimed_by = '', lease_until = NULL",
+        )
         done = [o for o in kept if o.kind in ("resolved", "expired")]
         insert_scores([s for o in done for s in o.scores])
         for o in done:
@@ -480,14 +513,61 @@ def record_input_failure(*, input_: Input, token: str, error: str, now: datetime
 
 
 def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
-    """Every prediction of the given Inputs, grouped by Input."""
+    """The not yet SCORED predictions of the given Inputs, grouped by Input (id order)."""
     grouped: dict[int, list[PredictionRow]] = defaultdict(list)
     for chunk in _chunks(input_ids):
-        rows = Prediction.objects.filter(input_id__in=chunk).order_by("id").values_list(*PREDICTION_FIELDS)
-        for values in rows:
-            row = PredictionRow(*values)
+        if connection.vendor == "postgresql":
+            # Plain cursor: the ORM's per-row converters cost more than the query. performed_at
+            # comes as epoch microseconds, turned into one datetime per distinct value.
+            columns = ", ".join(PREDICTION_FIELDS).replace(
+                "performed_at", "(extract(epoch FROM performed_at) * 1000000)::bigint"
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT {columns} FROM {Prediction._meta.db_table} "  # noqa: S608
+                    "WHERE input_id = ANY(%s::bigint[]) AND status = ANY(%s::text[]) ORDER BY id",
+                    [chunk, OPEN_STATUSES],
+                )
+                times: dict[int, datetime] = {}
+                rows = []
+                for pk, i, m, st, reason, detail, out, us, sc in cursor.fetchall():
+                    at = times.get(us)
+                    if at is None:
+                        at = times[us] = EPOCH + timedelta(microseconds=us)
+                    rows.append(
+                        PredictionRow(pk, i, m, st, reason, detail, None if out is None else json.loads(out), at, sc)
+                    )
+        else:
+            query = Prediction.objects.filter(input_id__in=chunk, status__in=OPEN_STATUSES).order_by("id")
+            rows = [PredictionRow._make(values) for values in query.values_list(*PREDICTION_FIELDS)]
+        for row in rows:
             grouped[row.input_id].append(row)
     return grouped
+
+
+def update_by_id(table: str, columns: dict[str, str], rows: list[tuple], *, also: str = "") -> None:
+    """`UPDATE table SET column = value, ... [, also] WHERE id = ...` for many rows.
+
+    `columns` maps each column to its Postgres type; each row holds their values, then the id.
+    Postgres: one statement over unnest()ed arrays; elsewhere one statement per row.
+    """
+    if not rows:
+        return
+    names = list(columns)
+    extra = f", {also}" if also else ""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{columns[n]}[]" for n in names)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {', '.join(f'{n} = v.{n}' for n in names)}{extra} "  # noqa: S608
+                f"FROM unnest({arrays}, %s::bigint[]) AS v({', '.join(names)}, id) WHERE t.id = v.id",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET {', '.join(f'{n} = %s' for n in names)}{extra} WHERE id = %s",  # noqa: S608
+                rows,
+            )
 
 
 def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> BatchResult:

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -77,7 +78,7 @@ class BatchResult:
 
 @dataclass
 class InputOutcome:
-    """Everything decided for one claimed Input, computed before the write transaction."""
+    """Everything decided for one claimed Input: resolved before the write transaction, scored during it."""
 
     input: Input
     kind: str  # resolved | expired | deferred | error
@@ -88,6 +89,11 @@ class InputOutcome:
     scoring_errors: list[tuple[int, str]] = field(default_factory=list)
     expired_ids: list[int] = field(default_factory=list)
     penalised: int = 0
+    # A resolved Input's predictions are scored in `score_outcome`, once, inside the write.
+    ground_truth: BaseModel | None = None
+    predictions: list[PredictionRow] = field(default_factory=list)
+    pending: int = 0
+    is_scored: bool = False
 
 
 class PredictionRow(NamedTuple):
@@ -270,7 +276,7 @@ def insert_scores(rows: list[ScoreRow]) -> None:
 
 
 def assess_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow]) -> InputOutcome:
-    """Resolve one Input and score its predictions in memory; never raises."""
+    """Resolve one Input (its predictions are scored later, by `score_outcome`); never raises."""
     past_grace = ctx.now >= input_.resolvable_at + ctx.grace
     try:
         raw = ctx.resolve(input_)
@@ -286,10 +292,21 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
             return expire_input(ctx, input_, predictions, f"ground truth failed: {_detail(exc)}")
         return InputOutcome(input_, "error", error=_detail(exc))
 
-    outcome = InputOutcome(input_, "resolved", actuals=actuals)
+    pending = sum(1 for row in predictions if row.status == PredictionStatus.PENDING)
+    return InputOutcome(
+        input_, "resolved", actuals=actuals, ground_truth=ground_truth, predictions=predictions, pending=pending
+    )
+
+
+def score_outcome(ctx: ScoringContext, outcome: InputOutcome) -> None:
+    """Score a resolved Input's predictions in memory (once) and apply the missing-answer policy; never raises."""
+    if outcome.kind != "resolved" or outcome.is_scored:
+        return
+    outcome.is_scored = True
+    input_, ground_truth = outcome.input, outcome.ground_truth
     values: list[float] = []
     missing: list[tuple[PredictionRow, str, str, str]] = []  # row, status, reason, detail
-    for row in predictions:
+    for row in outcome.predictions:
         if row.status == PredictionStatus.PENDING:
             try:
                 value, result, text = score_prediction(ctx, row.output, ground_truth)
@@ -325,7 +342,6 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
         outcome.scores.append(
             _score_row(input_, row, ctx, value=penalty, result=result, success=False, failed_reason=reason)
         )
-    return outcome
 
 
 def expire_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow], why: str) -> InputOutcome:
@@ -461,39 +477,64 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
             also="claimed_by = '', lease_until = NULL",
         )
         done = [o for o in kept if o.kind in ("resolved", "expired")]
-        insert_scores([s for o in done for s in o.scores])
-        for o in done:
-            for pk, detail in o.scoring_errors:
-                _mark(
+        resolved = [o for o in done if o.kind == "resolved"]
+        expired = [o for o in done if o.kind == "expired"]
+        to_score = sum(o.pending for o in resolved)
+        to_fail = sum(len(o.expired_ids) for o in expired)
+        with connection.cursor() as to_scored, connection.cursor() as to_failed:
+            # The status updates go out first (pipelined on Postgres: not waited for), so the
+            # database rewrites the prediction rows while the predictions are scored here.
+            # Every PENDING prediction of a resolved Input becomes SCORED, those of an expired
+            # one FAILED; the few whose scoring raised are turned FAILED just after.
+            with _pipeline():
+                _send_mark(to_scored, resolved, to_score, PredictionStatus.SCORED)
+                _send_mark(
+                    to_failed,
+                    expired,
+                    to_fail,
                     PredictionStatus.FAILED,
-                    Q(pk=pk),
-                    1,
-                    {"failure_reason": FailureReason.SCORING_ERROR, "failure_detail": detail},
+                    failure_reason=FailureReason.NO_GROUND_TRUTH,
+                    failure_detail=f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
                 )
-        # Every other PENDING prediction of a resolved Input was scored; of an expired one, failed.
-        resolved_ids = [o.input.pk for o in done if o.kind == "resolved"]
-        expired_ids = [o.input.pk for o in done if o.kind == "expired"]
-        _mark(PredictionStatus.SCORED, Q(input_id__in=resolved_ids), sum(len(o.scored_ids) for o in done), {})
-        _mark(
-            PredictionStatus.FAILED,
-            Q(input_id__in=expired_ids),
-            sum(len(o.expired_ids) for o in done),
-            {
-                "failure_reason": FailureReason.NO_GROUND_TRUTH,
-                "failure_detail": f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
-            },
-        )
+                for o in resolved:
+                    score_outcome(ctx, o)
+            _expect(to_scored, to_score, PredictionStatus.SCORED)
+            _expect(to_failed, to_fail, PredictionStatus.FAILED)
+        for o in resolved:
+            for pk, detail in o.scoring_errors:
+                changed = Prediction.objects.filter(pk=pk, status=PredictionStatus.SCORED).update(
+                    status=PredictionStatus.FAILED, failure_reason=FailureReason.SCORING_ERROR, failure_detail=detail
+                )
+                if changed != 1:
+                    raise RuntimeError(f"prediction {pk}: expected to turn SCORED into FAILED, changed {changed}")
+        insert_scores([s for o in done for s in o.scores])
         upsert_snapshots(ctx, done)
     return kept
 
 
-def _mark(status: str, match: Q, expected: int, fields: dict[str, Any]) -> None:
-    """PENDING -> status for the matching predictions; any other count means the batch is stale: roll back."""
+def _pipeline() -> AbstractContextManager:
+    """Postgres pipeline mode: statements are sent without waiting for their results."""
+    if connection.vendor == "postgresql":
+        return connection.connection.pipeline()
+    return nullcontext()
+
+
+def _send_mark(cursor, outcomes: list[InputOutcome], expected: int, status: str, **fields: str) -> None:
+    """PENDING -> status for the predictions of these Inputs; the count is checked by `_expect`."""
     if not expected:
         return
-    changed = Prediction.objects.filter(match, status=PredictionStatus.PENDING).update(status=status, **fields)
-    if changed != expected:
-        raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {changed}")
+    sets = "".join(f", {name} = %s" for name in fields)
+    cursor.execute(
+        f"UPDATE {Prediction._meta.db_table} SET status = %s{sets} WHERE status = %s "  # noqa: S608
+        f"AND input_id IN ({', '.join(['%s'] * len(outcomes))})",
+        [status, *fields.values(), PredictionStatus.PENDING, *(o.input.pk for o in outcomes)],
+    )
+
+
+def _expect(cursor, expected: int, status: str) -> None:
+    """Any other count than the predictions read as PENDING means the batch is stale: roll back."""
+    if expected and cursor.rowcount != expected:
+        raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {cursor.rowcount}")
 
 
 def backoff(attempts: int) -> timedelta:

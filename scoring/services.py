@@ -371,13 +371,11 @@ def _final_status(score: ScoreRow, outcome: InputOutcome) -> str:
     return score.result.get("status", PredictionStatus.FAILED)
 
 
-def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
-    """Merge the batch's Scores into their (model, period) snapshots; returns rows touched.
+SnapshotDelta = tuple[int, dict[str, int], dict[str, Any]]  # predictions, counts by status, summary
 
-    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then all rows are
-    locked in key order and merged, so concurrent workers neither lose nor double updates.
-    """
-    period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
+
+def summarise_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> dict[tuple[int, datetime], SnapshotDelta]:
+    """What the batch adds to each (model, period start) snapshot, computed in memory."""
     groups: dict[tuple[int, datetime], list[dict[str, Any]]] = defaultdict(list)
     periods: dict[datetime, datetime] = {}  # performed_at -> period start (an Input's predictions share it)
     for outcome in outcomes:
@@ -385,8 +383,7 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
             start = periods.get(score.performed_at)
             if start is None:
                 start = periods[score.performed_at] = period_start_for(score.performed_at)
-            key = (score.model_id, start)
-            groups[key].append(
+            groups[(score.model_id, start)].append(
                 {
                     "status": _final_status(score, outcome),
                     "failure_reason": score.failed_reason,
@@ -395,8 +392,24 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
                     "result": score.result if score.success else {},
                 }
             )
+    deltas = {}
+    for key, items in groups.items():
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        deltas[key] = (len(items), counts, ctx.aggregator(items))
+    return deltas
+
+
+def upsert_snapshots(ctx: ScoringContext, groups: dict[tuple[int, datetime], SnapshotDelta]) -> int:
+    """Merge the batch's deltas into their (model, period) snapshots; returns rows touched.
+
+    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then all rows are
+    locked in key order and merged, so concurrent workers neither lose nor double updates.
+    """
     if not groups:
         return 0
+    period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
     keys = sorted(groups)
     Snapshot.objects.bulk_create(
         [Snapshot(model_id=m, period_start=s, period_end=s + period) for m, s in keys], ignore_conflicts=True
@@ -412,13 +425,13 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
         if (row.model_id, row.period_start) in groups
     ]
     for row in rows:
-        items = groups[(row.model_id, row.period_start)]
-        row.prediction_count += len(items)
+        added, added_counts, summary = groups[(row.model_id, row.period_start)]
+        row.prediction_count += added
         counts = dict(row.counts or {})
-        for item in items:
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        for status, n in added_counts.items():
+            counts[status] = counts.get(status, 0) + n
         row.counts = counts
-        row.result_summary = merge_summaries(row.result_summary, ctx.aggregator(items), value_field=ctx.value_field)
+        row.result_summary = merge_summaries(row.result_summary, summary, value_field=ctx.value_field)
         row.content_hash = leaf_hash(snapshot_document(row))
         row.updated_at = ctx.now
     update_by_id(
@@ -481,7 +494,7 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
         expired = [o for o in done if o.kind == "expired"]
         to_score = sum(o.pending for o in resolved)
         to_fail = sum(len(o.expired_ids) for o in expired)
-        with connection.cursor() as to_scored, connection.cursor() as to_failed:
+        with _cursor() as to_scored, _cursor() as to_failed:
             # The status updates go out first (pipelined on Postgres: not waited for), so the
             # database rewrites the prediction rows while the predictions are scored here.
             # Every PENDING prediction of a resolved Input becomes SCORED, those of an expired
@@ -508,7 +521,13 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 if changed != 1:
                     raise RuntimeError(f"prediction {pk}: expected to turn SCORED into FAILED, changed {changed}")
         insert_scores([s for o in done for s in o.scores])
-        upsert_snapshots(ctx, done)
+        with _cursor() as cursor, _pipeline():
+            if connection.vendor == "postgresql":
+                # The new Scores' deferred foreign-key checks run now, while the snapshot
+                # deltas are computed here, rather than at COMMIT with nothing else to do.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            deltas = summarise_snapshots(ctx, done)
+        upsert_snapshots(ctx, deltas)
     return kept
 
 
@@ -524,10 +543,10 @@ def _send_mark(cursor, outcomes: list[InputOutcome], expected: int, status: str,
     if not expected:
         return
     sets = "".join(f", {name} = %s" for name in fields)
+    match, ids = _id_in("input_id", [o.input.pk for o in outcomes])
     cursor.execute(
-        f"UPDATE {Prediction._meta.db_table} SET status = %s{sets} WHERE status = %s "  # noqa: S608
-        f"AND input_id IN ({', '.join(['%s'] * len(outcomes))})",
-        [status, *fields.values(), PredictionStatus.PENDING, *(o.input.pk for o in outcomes)],
+        f"UPDATE {Prediction._meta.db_table} SET status = %s{sets} WHERE status = %s AND {match}",  # noqa: S608
+        [status, *fields.values(), PredictionStatus.PENDING.value, *ids],
     )
 
 
@@ -553,6 +572,24 @@ def record_input_failure(*, input_: Input, token: str, error: str, now: datetime
     )
 
 
+def _cursor():
+    """A cursor for the bulk statements: on Postgres a plain psycopg one (server-side binding,
+    arrays sent in binary), which skips Django's per-query wrapping and literal quoting."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        return psycopg.Cursor(connection.connection)
+    return connection.cursor()
+
+
+def _id_in(column: str, ids: list[int]) -> tuple[str, list[Any]]:
+    """`column IN ids` as SQL and parameters (one array parameter on Postgres)."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s::bigint[])", [ids]
+    return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
 def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
     """The not yet SCORED predictions of the given Inputs, grouped by Input (id order)."""
     grouped: dict[int, list[PredictionRow]] = defaultdict(list)
@@ -563,7 +600,7 @@ def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
             columns = ", ".join(PREDICTION_FIELDS).replace(
                 "performed_at", "(extract(epoch FROM performed_at) * 1000000)::bigint"
             )
-            with connection.cursor() as cursor:
+            with _cursor() as cursor:
                 cursor.execute(
                     f"SELECT {columns} FROM {Prediction._meta.db_table} "  # noqa: S608
                     "WHERE input_id = ANY(%s::bigint[]) AND status = ANY(%s::text[]) ORDER BY id",
@@ -596,7 +633,7 @@ def update_by_id(table: str, columns: dict[str, str], rows: list[tuple], *, also
         return
     names = list(columns)
     extra = f", {also}" if also else ""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{columns[n]}[]" for n in names)
             cursor.execute(

@@ -167,7 +167,8 @@ def claim_inputs(*, worker: str, batch: int, now: datetime | None = None) -> tup
         Input.objects.filter(due, pk__in=ids).update(
             claimed_by=token, lease_until=now + timedelta(seconds=settings.SCORE_LEASE_SECONDS)
         )
-    return token, list(Input.objects.filter(claimed_by=token).order_by("resolvable_at", "id"))
+    # raw_data (what the models were shown) can be large and scoring does not read it.
+    return token, list(Input.objects.filter(claimed_by=token).defer("raw_data").order_by("resolvable_at", "id"))
 
 
 # --- 2. resolve and score (no transaction open) -----------------------------------------------
@@ -182,6 +183,9 @@ class ScoringContext:
         self.output_type = contract.output_type
         self.ground_truth_type = contract.ground_truth_type
         self.score_type = contract.score_type
+        # Per prediction: the validators themselves, without model_validate's Python wrapper.
+        self.validate_output = contract.output_type.__pydantic_validator__.validate_python
+        self.validate_score = contract.score_type.__pydantic_validator__.validate_python
         self.value_field = contract.aggregation.value_field
         self.direction = contract.aggregation.ranking_direction
         self.resolver = get_callable("GROUND_TRUTH_RESOLVER")
@@ -204,11 +208,11 @@ def _validated_ground_truth(ctx: ScoringContext, raw: Any) -> tuple[dict[str, An
 
 def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) -> tuple[float, dict[str, Any], str]:
     """(value, result, result as JSON) of one valid prediction; raises on any scorer error or invalid result."""
-    prediction = ctx.output_type.model_validate(output)
+    prediction = ctx.validate_output(output)
     raw = ctx.scorer(prediction, ground_truth)
     if isinstance(raw, BaseModel):
         raw = raw.model_dump()
-    result = ctx.score_type.model_validate(raw).model_dump(mode="json")
+    result = ctx.validate_score(raw).model_dump(mode="json")
     value = result.get(ctx.value_field)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"score field {ctx.value_field!r} is {value!r}, not a finite number")

@@ -3,13 +3,16 @@
 One unit of work (`score_batch`):
 
 1. claim up to `batch` due Inputs with a conditional UPDATE and a lease (short transaction);
-2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER) and
-   score its PENDING predictions (SCORING_FUNCTION), each call isolated so one raising
-   prediction fails alone; apply the missing-answer policy to FAILED/ABSENT predictions;
-3. one transaction writes everything of the batch: Input status and actuals, one Score per
-   prediction, prediction statuses, snapshot upserts. Inputs whose lease was lost are skipped.
-   If that transaction fails, the Inputs are written one by one, so a poisoned Input is pushed
-   back (attempts, next_attempt_at, last_error) and the rest of the batch still lands.
+2. outside any transaction: read their not yet SCORED predictions and resolve each Input's
+   ground truth once (GROUND_TRUTH_RESOLVER);
+3. one transaction writes everything of the batch: Input status and actuals, prediction
+   statuses, one Score per prediction, snapshot upserts. Inputs whose lease was lost are
+   skipped. The PENDING predictions are scored (SCORING_FUNCTION, each call isolated so one
+   raising prediction fails alone; missing-answer policy for FAILED/ABSENT) inside it, while
+   the database rewrites their statuses (Postgres pipeline mode), and the Scores' foreign-key
+   checks run while the snapshot deltas are computed. If that transaction fails, the Inputs
+   are written one by one, so a poisoned Input is pushed back (attempts, next_attempt_at,
+   last_error) and the rest of the batch still lands; each Input is scored only once.
 
 `rebuild_leaderboard` ranks models on window metrics aggregated in SQL from the Score table.
 """
@@ -528,8 +531,10 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
         with _cursor() as cursor, _pipeline():
             if connection.vendor == "postgresql":
                 # The new Scores' deferred foreign-key checks run now, while the snapshot
-                # deltas are computed here, rather than at COMMIT with nothing else to do.
+                # deltas are computed here, rather than at COMMIT with nothing else to do
+                # (then back to deferred, as Django's check_constraints() does).
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             deltas = summarise_snapshots(ctx, done)
         upsert_snapshots(ctx, deltas)
     return kept

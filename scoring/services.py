@@ -595,7 +595,7 @@ def _cursor():
 def _id_in(column: str, ids: list[int]) -> tuple[str, list[Any]]:
     """`column IN ids` as SQL and parameters (one array parameter on Postgres)."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::bigint[])", [ids]
+        return f"{column} = ANY(%b::bigint[])", [ids]
     return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
 
 
@@ -612,7 +612,7 @@ def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
             with _cursor() as cursor:
                 cursor.execute(
                     f"SELECT {columns} FROM {Prediction._meta.db_table} "  # noqa: S608
-                    "WHERE input_id = ANY(%s::bigint[]) AND status = ANY(%s::text[]) ORDER BY id",
+                    "WHERE input_id = ANY(%b::bigint[]) AND status = ANY(%b::text[]) ORDER BY id",
                     [chunk, OPEN_STATUSES],
                 )
                 times: dict[int, datetime] = {}
@@ -644,10 +644,10 @@ def update_by_id(table: str, columns: dict[str, str], rows: list[tuple], *, also
     extra = f", {also}" if also else ""
     with _cursor() as cursor:
         if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{columns[n]}[]" for n in names)
+            arrays = ", ".join(f"%b::{columns[n]}[]" for n in names)
             cursor.execute(
                 f"UPDATE {table} AS t SET {', '.join(f'{n} = v.{n}' for n in names)}{extra} "  # noqa: S608
-                f"FROM unnest({arrays}, %s::bigint[]) AS v({', '.join(names)}, id) WHERE t.id = v.id",
+                f"FROM unnest({arrays}, %b::bigint[]) AS v({', '.join(names)}, id) WHERE t.id = v.id",
                 [list(column) for column in zip(*rows, strict=True)],
             )
         else:

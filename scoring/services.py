@@ -174,7 +174,7 @@ def claim_inputs(*, worker: str, batch: int, now: datetime | None = None) -> tup
     return token, list(Input.objects.filter(claimed_by=token).defer("raw_data").order_by("resolvable_at", "id"))
 
 
-# --- 2. resolve and score (no transaction open) -----------------------------------------------
+# --- 2. resolve (no transaction open); scoring runs during the write ----------------------------
 
 
 class ScoringContext:
@@ -369,7 +369,7 @@ def expire_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
     return outcome
 
 
-# --- 3. write (one transaction per batch) --------------------------------------------------
+# --- 3. score and write (one transaction per batch) --------------------------------------------
 
 
 def _final_status(score: ScoreRow, outcome: InputOutcome) -> str:

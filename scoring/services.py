@@ -23,6 +23,7 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -92,9 +93,9 @@ class InputOutcome:
     scoring_errors: list[tuple[int, str]] = field(default_factory=list)
     expired_ids: list[int] = field(default_factory=list)
     penalised: int = 0
-    # A resolved Input's predictions are scored in `score_outcome`, once, inside the write.
+    # Read and scored (or expired) in the write transaction, once: see `score_outcome`.
     ground_truth: BaseModel | None = None
-    predictions: list[PredictionRow] = field(default_factory=list)
+    predictions: list[PredictionRow] | None = None
     pending: int = 0
     is_scored: bool = False
 
@@ -282,34 +283,34 @@ def insert_scores(rows: list[ScoreRow]) -> None:
     Score.objects.bulk_create([Score(**{c: getattr(r, c) for c in SCORE_COLUMNS}) for r in rows], batch_size=500)
 
 
-def assess_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow]) -> InputOutcome:
-    """Resolve one Input (its predictions are scored later, by `score_outcome`); never raises."""
+def assess_input(ctx: ScoringContext, input_: Input) -> InputOutcome:
+    """Resolve one Input (its predictions are read and scored in the write); never raises."""
     past_grace = ctx.now >= input_.resolvable_at + ctx.grace
     try:
         raw = ctx.resolve(input_)
         if raw is None:
             return (
-                expire_input(ctx, input_, predictions, "no ground truth")
+                InputOutcome(input_, "expired", error="no ground truth")
                 if past_grace
                 else InputOutcome(input_, "deferred")
             )
         actuals, ground_truth = _validated_ground_truth(ctx, raw)
     except Exception as exc:
         if past_grace:
-            return expire_input(ctx, input_, predictions, f"ground truth failed: {_detail(exc)}")
+            return InputOutcome(input_, "expired", error=f"ground truth failed: {_detail(exc)}")
         return InputOutcome(input_, "error", error=_detail(exc))
-
-    pending = sum(1 for row in predictions if row.status == PredictionStatus.PENDING)
-    return InputOutcome(
-        input_, "resolved", actuals=actuals, ground_truth=ground_truth, predictions=predictions, pending=pending
-    )
+    return InputOutcome(input_, "resolved", actuals=actuals, ground_truth=ground_truth)
 
 
 def score_outcome(ctx: ScoringContext, outcome: InputOutcome) -> None:
-    """Score a resolved Input's predictions in memory (once) and apply the missing-answer policy; never raises."""
-    if outcome.kind != "resolved" or outcome.is_scored:
+    """Score a resolved Input's predictions in memory (once) and apply the missing-answer policy,
+    or fail an expired one's; never raises."""
+    if outcome.is_scored or outcome.predictions is None:
         return
     outcome.is_scored = True
+    if outcome.kind == "expired":
+        expire_input(ctx, outcome)
+        return
     input_, ground_truth = outcome.input, outcome.ground_truth
     values: list[float] = []
     missing: list[tuple[PredictionRow, str, str, str]] = []  # row, status, reason, detail
@@ -351,10 +352,10 @@ def score_outcome(ctx: ScoringContext, outcome: InputOutcome) -> None:
         )
 
 
-def expire_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow], why: str) -> InputOutcome:
+def expire_input(ctx: ScoringContext, outcome: InputOutcome) -> None:
     """No ground truth within the grace period: predictions FAILED NO_GROUND_TRUTH, no values."""
-    outcome = InputOutcome(input_, "expired", error=why)
-    for row in predictions:
+    input_, why = outcome.input, outcome.error
+    for row in outcome.predictions or []:
         if row.status == PredictionStatus.PENDING:
             outcome.expired_ids.append(row.id)
             status, reason, detail = PredictionStatus.FAILED, FailureReason.NO_GROUND_TRUTH, why
@@ -366,7 +367,6 @@ def expire_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
         outcome.scores.append(
             _score_row(input_, row, ctx, value=None, result=result, success=False, failed_reason=reason)
         )
-    return outcome
 
 
 # --- 3. score and write (one transaction per batch) --------------------------------------------
@@ -499,27 +499,32 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
         done = [o for o in kept if o.kind in ("resolved", "expired")]
         resolved = [o for o in done if o.kind == "resolved"]
         expired = [o for o in done if o.kind == "expired"]
-        to_score = sum(o.pending for o in resolved)
-        to_fail = sum(len(o.expired_ids) for o in expired)
+        unread = [o for o in done if o.predictions is None]
+        # The predictions are read first; the status updates go out next (pipelined on
+        # Postgres: not waited for), so the database rewrites the prediction rows while the
+        # rows read are converted and scored here. Every PENDING prediction of a resolved
+        # Input becomes SCORED, those of an expired one FAILED (counts checked against the
+        # PENDING predictions read); the few whose scoring raised are turned FAILED just after.
+        rows_of = read_predictions([o.input.pk for o in unread]) if unread else None
         with _cursor() as to_scored, _cursor() as to_failed:
-            # The status updates go out first (pipelined on Postgres: not waited for), so the
-            # database rewrites the prediction rows while the predictions are scored here.
-            # Every PENDING prediction of a resolved Input becomes SCORED, those of an expired
-            # one FAILED; the few whose scoring raised are turned FAILED just after.
             with _pipeline():
-                _send_mark(to_scored, resolved, to_score, PredictionStatus.SCORED)
+                _send_mark(to_scored, resolved, PredictionStatus.SCORED)
                 _send_mark(
                     to_failed,
                     expired,
-                    to_fail,
                     PredictionStatus.FAILED,
                     failure_reason=FailureReason.NO_GROUND_TRUTH,
                     failure_detail=f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
                 )
-                for o in resolved:
+                if rows_of is not None:
+                    grouped = rows_of()
+                    for o in unread:
+                        o.predictions = grouped.get(o.input.pk, [])
+                        o.pending = sum(1 for row in o.predictions if row.status == PredictionStatus.PENDING)
+                for o in done:
                     score_outcome(ctx, o)
-            _expect(to_scored, to_score, PredictionStatus.SCORED)
-            _expect(to_failed, to_fail, PredictionStatus.FAILED)
+            _expect(to_scored, resolved, PredictionStatus.SCORED)
+            _expect(to_failed, expired, PredictionStatus.FAILED)
         for o in resolved:
             for pk, detail in o.scoring_errors:
                 changed = Prediction.objects.filter(pk=pk, status=PredictionStatus.SCORED).update(
@@ -547,9 +552,9 @@ def _pipeline() -> AbstractContextManager:
     return nullcontext()
 
 
-def _send_mark(cursor, outcomes: list[InputOutcome], expected: int, status: str, **fields: str) -> None:
+def _send_mark(cursor, outcomes: list[InputOutcome], status: str, **fields: str) -> None:
     """PENDING -> status for the predictions of these Inputs; the count is checked by `_expect`."""
-    if not expected:
+    if not outcomes:
         return
     sets = "".join(f", {name} = %s" for name in fields)
     match, ids = _id_in("input_id", [o.input.pk for o in outcomes])
@@ -559,9 +564,10 @@ def _send_mark(cursor, outcomes: list[InputOutcome], expected: int, status: str,
     )
 
 
-def _expect(cursor, expected: int, status: str) -> None:
-    """Any other count than the predictions read as PENDING means the batch is stale: roll back."""
-    if expected and cursor.rowcount != expected:
+def _expect(cursor, outcomes: list[InputOutcome], status: str) -> None:
+    """Any other count than the PENDING predictions read means the batch is stale: roll back."""
+    expected = sum(o.pending for o in outcomes)
+    if outcomes and cursor.rowcount != expected:
         raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {cursor.rowcount}")
 
 
@@ -599,35 +605,49 @@ def _id_in(column: str, ids: list[int]) -> tuple[str, list[Any]]:
     return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
 
 
+def read_predictions(input_ids: list[int]) -> Callable[[], dict[int, list[PredictionRow]]]:
+    """Read the not yet SCORED predictions of these Inputs; returns the function that gives them
+    grouped by Input (id order). On Postgres the query runs now (a plain cursor: the ORM's per-row
+    converters cost more than the query) and the rows are converted when asked for, which may
+    be while later statements run in pipeline mode; elsewhere they are all read now."""
+    if connection.vendor != "postgresql":
+        grouped = load_predictions(input_ids)
+        return lambda: grouped
+    # performed_at comes as epoch microseconds, turned into one datetime per distinct value.
+    columns = ", ".join(PREDICTION_FIELDS).replace(
+        "performed_at", "(extract(epoch FROM performed_at) * 1000000)::bigint"
+    )
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT {columns} FROM {Prediction._meta.db_table} "  # noqa: S608
+        "WHERE input_id = ANY(%b::bigint[]) AND status = ANY(%b::text[]) ORDER BY id",
+        [input_ids, OPEN_STATUSES],
+    )
+
+    def rows() -> dict[int, list[PredictionRow]]:
+        grouped: dict[int, list[PredictionRow]] = defaultdict(list)
+        times: dict[int, datetime] = {}
+        with cursor:
+            for pk, i, m, st, reason, detail, out, us, sc in cursor.fetchall():
+                at = times.get(us)
+                if at is None:
+                    at = times[us] = EPOCH + timedelta(microseconds=us)
+                output = None if out is None else json.loads(out)
+                grouped[i].append(PredictionRow(pk, i, m, st, reason, detail, output, at, sc))
+        return grouped
+
+    return rows
+
+
 def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
     """The not yet SCORED predictions of the given Inputs, grouped by Input (id order)."""
+    if connection.vendor == "postgresql":
+        return read_predictions(input_ids)()
     grouped: dict[int, list[PredictionRow]] = defaultdict(list)
     for chunk in _chunks(input_ids):
-        if connection.vendor == "postgresql":
-            # Plain cursor: the ORM's per-row converters cost more than the query. performed_at
-            # comes as epoch microseconds, turned into one datetime per distinct value.
-            columns = ", ".join(PREDICTION_FIELDS).replace(
-                "performed_at", "(extract(epoch FROM performed_at) * 1000000)::bigint"
-            )
-            with _cursor() as cursor:
-                cursor.execute(
-                    f"SELECT {columns} FROM {Prediction._meta.db_table} "  # noqa: S608
-                    "WHERE input_id = ANY(%b::bigint[]) AND status = ANY(%b::text[]) ORDER BY id",
-                    [chunk, OPEN_STATUSES],
-                )
-                times: dict[int, datetime] = {}
-                rows = []
-                for pk, i, m, st, reason, detail, out, us, sc in cursor.fetchall():
-                    at = times.get(us)
-                    if at is None:
-                        at = times[us] = EPOCH + timedelta(microseconds=us)
-                    rows.append(
-                        PredictionRow(pk, i, m, st, reason, detail, None if out is None else json.loads(out), at, sc)
-                    )
-        else:
-            query = Prediction.objects.filter(input_id__in=chunk, status__in=OPEN_STATUSES).order_by("id")
-            rows = [PredictionRow._make(values) for values in query.values_list(*PREDICTION_FIELDS)]
-        for row in rows:
+        query = Prediction.objects.filter(input_id__in=chunk, status__in=OPEN_STATUSES).order_by("id")
+        for values in query.values_list(*PREDICTION_FIELDS):
+            row = PredictionRow._make(values)
             grouped[row.input_id].append(row)
     return grouped
 
@@ -665,14 +685,13 @@ def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> Batc
     result = BatchResult(claimed=len(inputs))
     if not inputs:
         return result
-    predictions = load_predictions([i.pk for i in inputs])
     prepare = getattr(ctx.resolver, "prepare_batch", None)
     if prepare is not None:
         try:
             ctx.resolve = prepare(inputs)
         except Exception:
             log.warning("batch ground-truth preload failed; resolving Inputs one by one", exc_info=True)
-    outcomes = [assess_input(ctx, i, predictions.get(i.pk, [])) for i in inputs]
+    outcomes = [assess_input(ctx, i) for i in inputs]
     try:
         written = write_outcomes(ctx, outcomes, token=token)
     except Exception:

@@ -3,14 +3,14 @@
 One unit of work (`score_batch`):
 
 1. claim up to `batch` due Inputs with a conditional UPDATE and a lease (short transaction);
-2. outside any transaction: read their not yet SCORED predictions and resolve each Input's
-   ground truth once (GROUND_TRUTH_RESOLVER);
+2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER);
 3. one transaction writes everything of the batch: Input status and actuals, prediction
    statuses, one Score per prediction, snapshot upserts. Inputs whose lease was lost are
-   skipped. The PENDING predictions are scored (SCORING_FUNCTION, each call isolated so one
-   raising prediction fails alone; missing-answer policy for FAILED/ABSENT) inside it, while
-   the database rewrites their statuses (Postgres pipeline mode), and the Scores' foreign-key
-   checks run while the snapshot deltas are computed. If that transaction fails, the Inputs
+   skipped. The resolved and expired Inputs' not yet SCORED predictions are read in it and
+   scored (SCORING_FUNCTION, each call isolated so one raising prediction fails alone;
+   missing-answer policy for FAILED/ABSENT) while the database rewrites their statuses
+   (Postgres pipeline mode); the Scores' foreign-key checks run while the snapshot deltas are
+   computed. If that transaction fails, the Inputs
    are written one by one, so a poisoned Input is pushed back (attempts, next_attempt_at,
    last_error) and the rest of the batch still lands; each Input is scored only once.
 

@@ -3,13 +3,16 @@
 One unit of work (`score_batch`):
 
 1. claim up to `batch` due Inputs with a conditional UPDATE and a lease (short transaction);
-2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER) and
-   score its PENDING predictions (SCORING_FUNCTION), each call isolated so one raising
-   prediction fails alone; apply the missing-answer policy to FAILED/ABSENT predictions;
-3. one transaction writes everything of the batch: Input status and actuals, one Score per
-   prediction, prediction statuses, snapshot upserts. Inputs whose lease was lost are skipped.
-   If that transaction fails, the Inputs are written one by one, so a poisoned Input is pushed
-   back (attempts, next_attempt_at, last_error) and the rest of the batch still lands.
+2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER);
+3. one transaction writes everything of the batch: Input status and actuals, prediction
+   statuses, one Score per prediction, snapshot upserts. Inputs whose lease was lost are
+   skipped. The resolved and expired Inputs' not yet SCORED predictions are read in it and
+   scored (SCORING_FUNCTION, each call isolated so one raising prediction fails alone;
+   missing-answer policy for FAILED/ABSENT) while the database rewrites their statuses
+   (Postgres pipeline mode); the Scores' foreign-key checks run while the snapshot deltas are
+   computed. If that transaction fails, the Inputs
+   are written one by one, so a poisoned Input is pushed back (attempts, next_attempt_at,
+   last_error) and the rest of the batch still lands; each Input is scored only once.
 
 `rebuild_leaderboard` ranks models on window metrics aggregated in SQL from the Score table.
 """
@@ -20,9 +23,11 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 from django.conf import settings
@@ -77,7 +82,7 @@ class BatchResult:
 
 @dataclass
 class InputOutcome:
-    """Everything decided for one claimed Input, computed before the write transaction."""
+    """Everything decided for one claimed Input: resolved before the write transaction, scored during it."""
 
     input: Input
     kind: str  # resolved | expired | deferred | error
@@ -88,10 +93,16 @@ class InputOutcome:
     scoring_errors: list[tuple[int, str]] = field(default_factory=list)
     expired_ids: list[int] = field(default_factory=list)
     penalised: int = 0
+    # Read and scored (or expired) in the write transaction, once: see `score_outcome`.
+    ground_truth: BaseModel | None = None
+    predictions: list[PredictionRow] | None = None
+    pending: int = 0
+    is_scored: bool = False
 
 
-@dataclass(frozen=True)
-class PredictionRow:
+class PredictionRow(NamedTuple):
+    """The fields of a prediction the score worker reads (a tuple: built once per prediction)."""
+
     id: int
     input_id: int
     model_id: int
@@ -103,7 +114,12 @@ class PredictionRow:
     scope_key: str
 
 
-PREDICTION_FIELDS = [f for f in PredictionRow.__dataclass_fields__]
+PREDICTION_FIELDS = list(PredictionRow._fields)
+# SCORED predictions are never touched again: the worker reads only these.
+OPEN_STATUSES = [str(s.value) for s in (PredictionStatus.PENDING, PredictionStatus.FAILED, PredictionStatus.ABSENT)]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# One encoder for every score result (json.dumps builds a new one per call when given options).
+RESULT_ENCODER = json.JSONEncoder(allow_nan=False)
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:
@@ -155,10 +171,11 @@ def claim_inputs(*, worker: str, batch: int, now: datetime | None = None) -> tup
         Input.objects.filter(due, pk__in=ids).update(
             claimed_by=token, lease_until=now + timedelta(seconds=settings.SCORE_LEASE_SECONDS)
         )
-    return token, list(Input.objects.filter(claimed_by=token).order_by("resolvable_at", "id"))
+    # raw_data (what the models were shown) can be large and scoring does not read it.
+    return token, list(Input.objects.filter(claimed_by=token).defer("raw_data").order_by("resolvable_at", "id"))
 
 
-# --- 2. resolve and score (no transaction open) -----------------------------------------------
+# --- 2. resolve (no transaction open); scoring runs during the write ----------------------------
 
 
 class ScoringContext:
@@ -170,6 +187,9 @@ class ScoringContext:
         self.output_type = contract.output_type
         self.ground_truth_type = contract.ground_truth_type
         self.score_type = contract.score_type
+        # Per prediction: the validators themselves, without model_validate's Python wrapper.
+        self.validate_output = contract.output_type.__pydantic_validator__.validate_python
+        self.validate_score = contract.score_type.__pydantic_validator__.validate_python
         self.value_field = contract.aggregation.value_field
         self.direction = contract.aggregation.ranking_direction
         self.resolver = get_callable("GROUND_TRUTH_RESOLVER")
@@ -192,15 +212,15 @@ def _validated_ground_truth(ctx: ScoringContext, raw: Any) -> tuple[dict[str, An
 
 def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) -> tuple[float, dict[str, Any], str]:
     """(value, result, result as JSON) of one valid prediction; raises on any scorer error or invalid result."""
-    prediction = ctx.output_type.model_validate(output)
+    prediction = ctx.validate_output(output)
     raw = ctx.scorer(prediction, ground_truth)
     if isinstance(raw, BaseModel):
         raw = raw.model_dump()
-    result = ctx.score_type.model_validate(raw).model_dump(mode="json")
+    result = ctx.validate_score(raw).model_dump(mode="json")
     value = result.get(ctx.value_field)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"score field {ctx.value_field!r} is {value!r}, not a finite number")
-    text = json.dumps(result, allow_nan=False)  # NaN/Infinity would be refused by the JSON column: fail here
+    text = RESULT_ENCODER.encode(result)  # NaN/Infinity would be refused by the JSON column: fail here
     return float(value), result, text
 
 
@@ -263,27 +283,38 @@ def insert_scores(rows: list[ScoreRow]) -> None:
     Score.objects.bulk_create([Score(**{c: getattr(r, c) for c in SCORE_COLUMNS}) for r in rows], batch_size=500)
 
 
-def assess_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow]) -> InputOutcome:
-    """Resolve one Input and score its predictions in memory; never raises."""
+def assess_input(ctx: ScoringContext, input_: Input) -> InputOutcome:
+    """Resolve one Input (its predictions are read and scored in the write); never raises."""
     past_grace = ctx.now >= input_.resolvable_at + ctx.grace
     try:
         raw = ctx.resolve(input_)
         if raw is None:
             return (
-                expire_input(ctx, input_, predictions, "no ground truth")
+                InputOutcome(input_, "expired", error="no ground truth")
                 if past_grace
                 else InputOutcome(input_, "deferred")
             )
         actuals, ground_truth = _validated_ground_truth(ctx, raw)
     except Exception as exc:
         if past_grace:
-            return expire_input(ctx, input_, predictions, f"ground truth failed: {_detail(exc)}")
+            return InputOutcome(input_, "expired", error=f"ground truth failed: {_detail(exc)}")
         return InputOutcome(input_, "error", error=_detail(exc))
+    return InputOutcome(input_, "resolved", actuals=actuals, ground_truth=ground_truth)
 
-    outcome = InputOutcome(input_, "resolved", actuals=actuals)
+
+def score_outcome(ctx: ScoringContext, outcome: InputOutcome) -> None:
+    """Score a resolved Input's predictions in memory (once) and apply the missing-answer policy,
+    or fail an expired one's; never raises."""
+    if outcome.is_scored or outcome.predictions is None:
+        return
+    outcome.is_scored = True
+    if outcome.kind == "expired":
+        expire_input(ctx, outcome)
+        return
+    input_, ground_truth = outcome.input, outcome.ground_truth
     values: list[float] = []
     missing: list[tuple[PredictionRow, str, str, str]] = []  # row, status, reason, detail
-    for row in predictions:
+    for row in outcome.predictions:
         if row.status == PredictionStatus.PENDING:
             try:
                 value, result, text = score_prediction(ctx, row.output, ground_truth)
@@ -295,7 +326,19 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
             values.append(value)
             outcome.scored_ids.append(row.id)
             outcome.scores.append(
-                _score_row(input_, row, ctx, value=value, result=result, success=True, result_json=text)
+                ScoreRow(
+                    row.id,
+                    row.model_id,
+                    input_.pk,
+                    row.scope_key,
+                    row.performed_at,
+                    ctx.now,
+                    value,
+                    result,
+                    True,
+                    "",
+                    text,
+                )
             )
         elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
             reason = row.failure_reason or row.status
@@ -307,13 +350,12 @@ def assess_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
         outcome.scores.append(
             _score_row(input_, row, ctx, value=penalty, result=result, success=False, failed_reason=reason)
         )
-    return outcome
 
 
-def expire_input(ctx: ScoringContext, input_: Input, predictions: list[PredictionRow], why: str) -> InputOutcome:
+def expire_input(ctx: ScoringContext, outcome: InputOutcome) -> None:
     """No ground truth within the grace period: predictions FAILED NO_GROUND_TRUTH, no values."""
-    outcome = InputOutcome(input_, "expired", error=why)
-    for row in predictions:
+    input_, why = outcome.input, outcome.error
+    for row in outcome.predictions or []:
         if row.status == PredictionStatus.PENDING:
             outcome.expired_ids.append(row.id)
             status, reason, detail = PredictionStatus.FAILED, FailureReason.NO_GROUND_TRUTH, why
@@ -325,10 +367,9 @@ def expire_input(ctx: ScoringContext, input_: Input, predictions: list[Predictio
         outcome.scores.append(
             _score_row(input_, row, ctx, value=None, result=result, success=False, failed_reason=reason)
         )
-    return outcome
 
 
-# --- 3. write (one transaction per batch) --------------------------------------------------
+# --- 3. score and write (one transaction per batch) --------------------------------------------
 
 
 def _final_status(score: ScoreRow, outcome: InputOutcome) -> str:
@@ -337,18 +378,19 @@ def _final_status(score: ScoreRow, outcome: InputOutcome) -> str:
     return score.result.get("status", PredictionStatus.FAILED)
 
 
-def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
-    """Merge the batch's Scores into their (model, period) snapshots; returns rows touched.
+SnapshotDelta = tuple[int, dict[str, int], dict[str, Any]]  # predictions, counts by status, summary
 
-    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then all rows are
-    locked in key order and merged, so concurrent workers neither lose nor double updates.
-    """
-    period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
+
+def summarise_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> dict[tuple[int, datetime], SnapshotDelta]:
+    """What the batch adds to each (model, period start) snapshot, computed in memory."""
     groups: dict[tuple[int, datetime], list[dict[str, Any]]] = defaultdict(list)
+    periods: dict[datetime, datetime] = {}  # performed_at -> period start (an Input's predictions share it)
     for outcome in outcomes:
         for score in outcome.scores:
-            key = (score.model_id, period_start_for(score.performed_at))
-            groups[key].append(
+            start = periods.get(score.performed_at)
+            if start is None:
+                start = periods[score.performed_at] = period_start_for(score.performed_at)
+            groups[(score.model_id, start)].append(
                 {
                     "status": _final_status(score, outcome),
                     "failure_reason": score.failed_reason,
@@ -357,8 +399,24 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
                     "result": score.result if score.success else {},
                 }
             )
+    deltas = {}
+    for key, items in groups.items():
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        deltas[key] = (len(items), counts, ctx.aggregator(items))
+    return deltas
+
+
+def upsert_snapshots(ctx: ScoringContext, groups: dict[tuple[int, datetime], SnapshotDelta]) -> int:
+    """Merge the batch's deltas into their (model, period) snapshots; returns rows touched.
+
+    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then all rows are
+    locked in key order and merged, so concurrent workers neither lose nor double updates.
+    """
     if not groups:
         return 0
+    period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
     keys = sorted(groups)
     Snapshot.objects.bulk_create(
         [Snapshot(model_id=m, period_start=s, period_end=s + period) for m, s in keys], ignore_conflicts=True
@@ -374,24 +432,29 @@ def upsert_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> int:
         if (row.model_id, row.period_start) in groups
     ]
     for row in rows:
-        items = groups[(row.model_id, row.period_start)]
-        row.prediction_count += len(items)
+        added, added_counts, summary = groups[(row.model_id, row.period_start)]
+        row.prediction_count += added
         counts = dict(row.counts or {})
-        for item in items:
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        for status, n in added_counts.items():
+            counts[status] = counts.get(status, 0) + n
         row.counts = counts
-        row.result_summary = merge_summaries(row.result_summary, ctx.aggregator(items), value_field=ctx.value_field)
+        row.result_summary = merge_summaries(row.result_summary, summary, value_field=ctx.value_field)
         row.content_hash = leaf_hash(snapshot_document(row))
         row.updated_at = ctx.now
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {Snapshot._meta.db_table} SET prediction_count = %s, counts = %s, result_summary = %s, "  # noqa: S608
-            "content_hash = %s, updated_at = %s WHERE id = %s",
-            [
-                (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
-                for r in rows
-            ],
-        )
+    update_by_id(
+        Snapshot._meta.db_table,
+        {
+            "prediction_count": "integer",
+            "counts": "jsonb",
+            "result_summary": "jsonb",
+            "content_hash": "text",
+            "updated_at": "timestamptz",
+        },
+        [
+            (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
+            for r in rows
+        ],
+    )
     return len(rows)
 
 
@@ -420,47 +483,92 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 attempts = inp.attempts + 1
                 retry = ctx.now + backoff(attempts)
                 updates.append((InputStatus.RECEIVED, None, None, o.error, attempts, retry, inp.pk))
-        table = Input._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET status = %s, actuals = %s, resolved_at = %s, last_error = %s, "  # noqa: S608
-                "attempts = %s, next_attempt_at = %s, claimed_by = '', lease_until = NULL WHERE id = %s",
-                updates,
-            )
-        done = [o for o in kept if o.kind in ("resolved", "expired")]
-        insert_scores([s for o in done for s in o.scores])
-        for o in done:
-            for pk, detail in o.scoring_errors:
-                _mark(
-                    PredictionStatus.FAILED,
-                    Q(pk=pk),
-                    1,
-                    {"failure_reason": FailureReason.SCORING_ERROR, "failure_detail": detail},
-                )
-        # Every other PENDING prediction of a resolved Input was scored; of an expired one, failed.
-        resolved_ids = [o.input.pk for o in done if o.kind == "resolved"]
-        expired_ids = [o.input.pk for o in done if o.kind == "expired"]
-        _mark(PredictionStatus.SCORED, Q(input_id__in=resolved_ids), sum(len(o.scored_ids) for o in done), {})
-        _mark(
-            PredictionStatus.FAILED,
-            Q(input_id__in=expired_ids),
-            sum(len(o.expired_ids) for o in done),
+        update_by_id(
+            Input._meta.db_table,
             {
-                "failure_reason": FailureReason.NO_GROUND_TRUTH,
-                "failure_detail": f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
+                "status": "text",
+                "actuals": "jsonb",
+                "resolved_at": "timestamptz",
+                "last_error": "text",
+                "attempts": "integer",
+                "next_attempt_at": "timestamptz",
             },
+            updates,
+            also="claimed_by = '', lease_until = NULL",
         )
-        upsert_snapshots(ctx, done)
+        done = [o for o in kept if o.kind in ("resolved", "expired")]
+        resolved = [o for o in done if o.kind == "resolved"]
+        expired = [o for o in done if o.kind == "expired"]
+        unread = [o for o in done if o.predictions is None]
+        # The predictions are read first; the status updates go out next (pipelined on
+        # Postgres: not waited for), so the database rewrites the prediction rows while the
+        # rows read are converted and scored here. Every PENDING prediction of a resolved
+        # Input becomes SCORED, those of an expired one FAILED (counts checked against the
+        # PENDING predictions read); the few whose scoring raised are turned FAILED just after.
+        rows_of = read_predictions([o.input.pk for o in unread]) if unread else None
+        with _cursor() as to_scored, _cursor() as to_failed:
+            with _pipeline():
+                _send_mark(to_scored, resolved, PredictionStatus.SCORED)
+                _send_mark(
+                    to_failed,
+                    expired,
+                    PredictionStatus.FAILED,
+                    failure_reason=FailureReason.NO_GROUND_TRUTH,
+                    failure_detail=f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
+                )
+                if rows_of is not None:
+                    grouped = rows_of()
+                    for o in unread:
+                        o.predictions = grouped.get(o.input.pk, [])
+                        o.pending = sum(1 for row in o.predictions if row.status == PredictionStatus.PENDING)
+                for o in done:
+                    score_outcome(ctx, o)
+            _expect(to_scored, resolved, PredictionStatus.SCORED)
+            _expect(to_failed, expired, PredictionStatus.FAILED)
+        for o in resolved:
+            for pk, detail in o.scoring_errors:
+                changed = Prediction.objects.filter(pk=pk, status=PredictionStatus.SCORED).update(
+                    status=PredictionStatus.FAILED, failure_reason=FailureReason.SCORING_ERROR, failure_detail=detail
+                )
+                if changed != 1:
+                    raise RuntimeError(f"prediction {pk}: expected to turn SCORED into FAILED, changed {changed}")
+        insert_scores([s for o in done for s in o.scores])
+        with _cursor() as cursor, _pipeline():
+            if connection.vendor == "postgresql":
+                # The new Scores' deferred foreign-key checks run now, while the snapshot
+                # deltas are computed here, rather than at COMMIT with nothing else to do
+                # (then back to deferred, as Django's check_constraints() does).
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            deltas = summarise_snapshots(ctx, done)
+        upsert_snapshots(ctx, deltas)
     return kept
 
 
-def _mark(status: str, match: Q, expected: int, fields: dict[str, Any]) -> None:
-    """PENDING -> status for the matching predictions; any other count means the batch is stale: roll back."""
-    if not expected:
+def _pipeline() -> AbstractContextManager:
+    """Postgres pipeline mode: statements are sent without waiting for their results."""
+    if connection.vendor == "postgresql":
+        return connection.connection.pipeline()
+    return nullcontext()
+
+
+def _send_mark(cursor, outcomes: list[InputOutcome], status: str, **fields: str) -> None:
+    """PENDING -> status for the predictions of these Inputs; the count is checked by `_expect`."""
+    if not outcomes:
         return
-    changed = Prediction.objects.filter(match, status=PredictionStatus.PENDING).update(status=status, **fields)
-    if changed != expected:
-        raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {changed}")
+    sets = "".join(f", {name} = %s" for name in fields)
+    match, ids = _id_in("input_id", [o.input.pk for o in outcomes])
+    cursor.execute(
+        f"UPDATE {Prediction._meta.db_table} SET status = %s{sets} WHERE status = %s AND {match}",  # noqa: S608
+        [status, *fields.values(), PredictionStatus.PENDING.value, *ids],
+    )
+
+
+def _expect(cursor, outcomes: list[InputOutcome], status: str) -> None:
+    """Any other count than the PENDING predictions read means the batch is stale: roll back."""
+    expected = sum(o.pending for o in outcomes)
+    if outcomes and cursor.rowcount != expected:
+        raise RuntimeError(f"expected {expected} PENDING predictions to move to {status}, moved {cursor.rowcount}")
 
 
 def backoff(attempts: int) -> timedelta:
@@ -479,15 +587,94 @@ def record_input_failure(*, input_: Input, token: str, error: str, now: datetime
     )
 
 
+def _cursor():
+    """A cursor for the bulk statements: on Postgres a plain psycopg one (server-side binding,
+    arrays sent in binary), which skips Django's per-query wrapping and literal quoting."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        return psycopg.Cursor(connection.connection)
+    return connection.cursor()
+
+
+def _id_in(column: str, ids: list[int]) -> tuple[str, list[Any]]:
+    """`column IN ids` as SQL and parameters (one array parameter on Postgres)."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%b::bigint[])", [ids]
+    return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
+def read_predictions(input_ids: list[int]) -> Callable[[], dict[int, list[PredictionRow]]]:
+    """Read the not yet SCORED predictions of these Inputs; returns the function that gives them
+    grouped by Input (id order). On Postgres the query runs now (a plain cursor: the ORM's per-row
+    converters cost more than the query) and the rows are converted when asked for, which may
+    be while later statements run in pipeline mode; elsewhere they are all read now."""
+    if connection.vendor != "postgresql":
+        grouped = load_predictions(input_ids)
+        return lambda: grouped
+    # performed_at comes as epoch microseconds, turned into one datetime per distinct value.
+    columns = ", ".join(PREDICTION_FIELDS).replace(
+        "performed_at", "(extract(epoch FROM performed_at) * 1000000)::bigint"
+    )
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT {columns} FROM {Prediction._meta.db_table} "  # noqa: S608
+        "WHERE input_id = ANY(%b::bigint[]) AND status = ANY(%b::text[]) ORDER BY id",
+        [input_ids, OPEN_STATUSES],
+    )
+
+    def rows() -> dict[int, list[PredictionRow]]:
+        grouped: dict[int, list[PredictionRow]] = defaultdict(list)
+        times: dict[int, datetime] = {}
+        with cursor:
+            for pk, i, m, st, reason, detail, out, us, sc in cursor.fetchall():
+                at = times.get(us)
+                if at is None:
+                    at = times[us] = EPOCH + timedelta(microseconds=us)
+                output = None if out is None else json.loads(out)
+                grouped[i].append(PredictionRow(pk, i, m, st, reason, detail, output, at, sc))
+        return grouped
+
+    return rows
+
+
 def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
-    """Every prediction of the given Inputs, grouped by Input."""
+    """The not yet SCORED predictions of the given Inputs, grouped by Input (id order)."""
+    if connection.vendor == "postgresql":
+        return read_predictions(input_ids)()
     grouped: dict[int, list[PredictionRow]] = defaultdict(list)
     for chunk in _chunks(input_ids):
-        rows = Prediction.objects.filter(input_id__in=chunk).order_by("id").values_list(*PREDICTION_FIELDS)
-        for values in rows:
-            row = PredictionRow(*values)
+        query = Prediction.objects.filter(input_id__in=chunk, status__in=OPEN_STATUSES).order_by("id")
+        for values in query.values_list(*PREDICTION_FIELDS):
+            row = PredictionRow._make(values)
             grouped[row.input_id].append(row)
     return grouped
+
+
+def update_by_id(table: str, columns: dict[str, str], rows: list[tuple], *, also: str = "") -> None:
+    """`UPDATE table SET column = value, ... [, also] WHERE id = ...` for many rows.
+
+    `columns` maps each column to its Postgres type; each row holds their values, then the id.
+    Postgres: one statement over unnest()ed arrays; elsewhere one statement per row.
+    """
+    if not rows:
+        return
+    names = list(columns)
+    extra = f", {also}" if also else ""
+    with _cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%b::{columns[n]}[]" for n in names)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {', '.join(f'{n} = v.{n}' for n in names)}{extra} "  # noqa: S608
+                f"FROM unnest({arrays}, %b::bigint[]) AS v({', '.join(names)}, id) WHERE t.id = v.id",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET {', '.join(f'{n} = %s' for n in names)}{extra} WHERE id = %s",  # noqa: S608
+                rows,
+            )
 
 
 def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> BatchResult:
@@ -498,14 +685,13 @@ def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> Batc
     result = BatchResult(claimed=len(inputs))
     if not inputs:
         return result
-    predictions = load_predictions([i.pk for i in inputs])
     prepare = getattr(ctx.resolver, "prepare_batch", None)
     if prepare is not None:
         try:
             ctx.resolve = prepare(inputs)
         except Exception:
             log.warning("batch ground-truth preload failed; resolving Inputs one by one", exc_info=True)
-    outcomes = [assess_input(ctx, i, predictions.get(i.pk, [])) for i in inputs]
+    outcomes = [assess_input(ctx, i) for i in inputs]
     try:
         written = write_outcomes(ctx, outcomes, token=token)
     except Exception:

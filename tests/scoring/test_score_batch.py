@@ -212,13 +212,13 @@ def test_leased_inputs_are_skipped_until_the_lease_expires(tape, models):
 
 
 def test_a_worker_that_lost_its_lease_writes_nothing(tape, models):
-    from scoring.services import ScoringContext, assess_input, load_predictions, write_outcomes
+    from scoring.services import ScoringContext, assess_input, write_outcomes
 
     input_ = make_scoring_input(scheduled_for=T0)
     make_round(input_, {models[0]: 0.9})
     token, claimed = claim_inputs(worker="a", batch=10, now=NOW)
     ctx = ScoringContext(NOW)
-    outcomes = [assess_input(ctx, i, load_predictions([i.pk])[i.pk]) for i in claimed]
+    outcomes = [assess_input(ctx, i) for i in claimed]
     Input.objects.filter(pk=input_.pk).update(claimed_by="b:other")  # someone took over
     assert write_outcomes(ctx, outcomes, token=token) == []
     assert Score.objects.count() == 0

@@ -1,6 +1,6 @@
 """`manage.py run_score`: resolve, score, snapshot and rank (DESIGN.md §8).
 
-Each unit is one claimed batch of Inputs (`--batch`, default 50). The leaderboard is rebuilt
+Each unit is one claimed batch of Inputs (`--batch`, default 500). The leaderboard is rebuilt
 after units that changed anything, once the queue is drained (or at least every
 LEADERBOARD_REBUILD_INTERVAL seconds while it is not), and once at start in case a crash
 skipped the last rebuild.
@@ -21,7 +21,7 @@ class Command(WorkerCommand):
     help = "Score resolvable predictions, update snapshots and the leaderboard."
     worker_name = "run_score"
     default_sleep = 2.0
-    default_batch = 50
+    default_batch = 500
 
     def setup(self, options: dict) -> None:
         missing_policy()  # an unusable MISSING_PREDICTION_POLICY stops the worker at start

@@ -133,8 +133,10 @@ class Prediction(models.Model):
 
     STATUS_TRANSITIONS = PREDICTION_TRANSITIONS
 
-    input = models.ForeignKey(Input, on_delete=models.PROTECT, related_name="predictions")
-    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="predictions")
+    # No single-column indexes on input/model: prediction_natural_key (input, model) and
+    # prediction_model_recent (model, ...) lead with them, and every extra index slows the writes.
+    input = models.ForeignKey(Input, on_delete=models.PROTECT, related_name="predictions", db_index=False)
+    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="predictions", db_index=False)
     config = models.ForeignKey(PredictionConfig, on_delete=models.PROTECT, related_name="predictions")
     scope_key = models.CharField(max_length=128)
     deployment_id = models.CharField(max_length=255, blank=True, default="")

@@ -13,7 +13,8 @@ class Score(models.Model):
     """
 
     prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="score")
-    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="scores")
+    # score_model_recent (model, ...) serves lookups by model: no single-column index.
+    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="scores", db_index=False)
     input = models.ForeignKey(Input, on_delete=models.PROTECT, related_name="scores")
     scope_key = models.CharField(max_length=128)
     performed_at = models.DateTimeField()

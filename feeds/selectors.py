@@ -4,9 +4,11 @@ Prices come from the stored tape: the last tick at or before t, or the close of 
 that *ended* at or before t. Lists are always returned oldest-first.
 """
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from feeds.dims import FeedDims, granularity_seconds, record_price
@@ -50,6 +52,31 @@ def price_at(dims: FeedDims, t: datetime) -> TapePrice | None:
 def window(dims: FeedDims, start: datetime, end: datetime) -> QuerySet[FeedRecord]:
     """Records with start <= ts_event < end, oldest first."""
     return records(dims).filter(ts_event__gte=start, ts_event__lt=end).order_by("ts_event")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST_VALUES_PG = f"""
+    SELECT (extract(epoch FROM ts_event) * 1000000)::int8, "values"::text FROM {FeedRecord._meta.db_table}
+    WHERE source = %s AND subject = %s AND kind = %s AND granularity = %s AND ts_event <= %s
+    ORDER BY ts_event DESC LIMIT %s
+"""  # noqa: S608 - the table name is ours, every value is a bound parameter
+
+
+def latest_values(dims: FeedDims, n: int, *, until: datetime) -> list[tuple[datetime, dict]]:
+    """The rows of `latest(dims, n, until=until)` as (ts_event, values) pairs, oldest first.
+
+    The predict worker reads this window every cycle. On Postgres the timestamps travel as
+    integer microseconds and the values as JSON text: psycopg's timestamptz parsing cost more
+    than the rest of the read (same values, about 3x faster for a 120-record window).
+    """
+    if connection.vendor != "postgresql":
+        newest = records(dims).filter(ts_event__lte=until).order_by("-ts_event").values_list("ts_event", "values")
+        return list(newest[:n])[::-1]
+    with connection.cursor() as cursor:
+        cursor.execute(_LATEST_VALUES_PG, [dims.source, dims.subject, dims.kind, dims.granularity, until, n])
+        rows = cursor.fetchall()
+    loads = json.loads
+    return [(_EPOCH + timedelta(microseconds=micros), loads(values)) for micros, values in reversed(rows)]
 
 
 def latest(dims: FeedDims, n: int, *, until: datetime | None = None) -> list[FeedRecord]:

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from feeds.dims import FeedDims, granularity_seconds
-from feeds.selectors import records
+from feeds.selectors import latest_values
 from predictions.gateway.base import is_finite_json
 from predictions.models import PredictionConfig
 
@@ -41,13 +41,9 @@ def tape_window_input(config: PredictionConfig, now: datetime) -> dict[str, Any]
     if dims.kind == "candle":
         bar = timedelta(seconds=granularity_seconds(dims.granularity))
         until = now - bar
-    # The rows of feeds.selectors.latest(dims, FEED_WINDOW_SIZE, until=until), read as
-    # (ts_event, values) pairs: this runs every cycle, and model instances cost more than the query.
-    newest = records(dims).filter(ts_event__lte=until).order_by("-ts_event").values_list("ts_event", "values")
-    rows = list(newest[: settings.FEED_WINDOW_SIZE])
+    rows = latest_values(dims, settings.FEED_WINDOW_SIZE, until=until)  # runs every cycle: no model instances
     if not rows:
         return None
-    rows.reverse()
     return {
         **{d: getattr(dims, d) for d in SCOPE_DIMS},
         "as_of": (rows[-1][0] + bar).isoformat(),

@@ -8,7 +8,7 @@ import time_machine
 
 from feeds.models import FeedRecord
 from feeds.providers.synthetic import SyntheticProvider
-from feeds.selectors import latest, price_at, price_at_or_fetch, window
+from feeds.selectors import latest, latest_values, price_at, price_at_or_fetch, window
 from tests.factories import T0, make_feed_record
 from tests.feeds.helpers import dims
 
@@ -56,6 +56,18 @@ def test_latest_returns_the_newest_n_oldest_first_and_window_is_ascending():
     assert [r.values["close"] for r in latest(CANDLE, 2)] == [103, 104]
     assert [r.values["close"] for r in latest(CANDLE, 2, until=T0 + 2 * M)] == [101, 102]
     assert [r.ts_event for r in window(CANDLE, T0 + M, T0 + 3 * M)] == [T0 + M, T0 + 2 * M]
+
+
+def test_latest_values_are_the_rows_of_latest_as_pairs():
+    # Microseconds, a pre-1970 and a far-future time, nested values: the same pairs as `latest`.
+    for t in (T0 + timedelta(microseconds=1), T0 + 2 * S + timedelta(microseconds=999_999), T0 + 3 * S):
+        make_feed_record(kind="tick", granularity="1s", ts_event=t, values={"price": 1.5, "meta": {"x": [1, "é"]}})
+    tick(T0 - timedelta(days=365 * 60), 7.0)
+    tick(T0 + 10 * S, 8.0)
+    for n, until in ((3, T0 + 3 * S), (10, T0 + 3 * S), (1, T0 + 3 * S - timedelta(microseconds=1)), (5, T0 - S)):
+        expected = [(r.ts_event, r.values) for r in latest(TICK, n, until=until)]
+        assert latest_values(TICK, n, until=until) == expected
+    assert latest_values(TICK, 2, until=T0 - timedelta(days=366 * 60)) == []
 
 
 def test_a_miss_asks_the_provider_once_and_stores_what_it_returns(caplog):

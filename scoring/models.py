@@ -13,9 +13,13 @@ class Score(models.Model):
     """
 
     prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="score")
-    # score_model_recent (model, ...) serves lookups by model: no single-column index.
-    model = models.ForeignKey(ParticipantModel, on_delete=models.PROTECT, related_name="scores", db_index=False)
-    input = models.ForeignKey(Input, on_delete=models.PROTECT, related_name="scores")
+    # `model` and `input` are copies of the prediction's, written from it: the database checks them
+    # through `prediction` (whose model and input are checked foreign keys), not again per row.
+    # score_model_recent (model, ...) serves lookups by model: no single-column index on it.
+    model = models.ForeignKey(
+        ParticipantModel, on_delete=models.PROTECT, related_name="scores", db_index=False, db_constraint=False
+    )
+    input = models.ForeignKey(Input, on_delete=models.PROTECT, related_name="scores", db_constraint=False)
     scope_key = models.CharField(max_length=128)
     performed_at = models.DateTimeField()
     value = models.FloatField(null=True, blank=True)

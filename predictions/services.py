@@ -476,22 +476,14 @@ def insert_predictions(
 
 
 def _advance(config: PredictionConfig, *, worker_id: str, next_run_at: datetime) -> None:
-    """Move the schedule on and release the claim, only if this worker still holds it."""
+    """Move the schedule on and release the claim, only if this worker still holds it
+    (backends other than Postgres, and skipped slots; on Postgres `_cycle_sql` does it)."""
+    changes = {"next_run_at": next_run_at, "claimed_by": "", "lease_until": None}
     if config.meta.get("last_error"):
-        meta = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
-        updated = PredictionConfig.objects.filter(
-            pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
-        ).update(next_run_at=next_run_at, claimed_by="", lease_until=None, meta=meta)
-    else:  # the usual case, without the ORM's per-query overhead
-        adapt = connection.ops.adapt_datetimefield_value
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {connection.ops.quote_name(PredictionConfig._meta.db_table)} "  # noqa: S608 (metadata only)
-                "SET next_run_at = %s, claimed_by = '', lease_until = NULL "
-                "WHERE id = %s AND claimed_by = %s AND next_run_at = %s",
-                [adapt(next_run_at), config.pk, worker_id, adapt(config.next_run_at)],
-            )
-            updated = cursor.rowcount
+        changes["meta"] = {k: v for k, v in config.meta.items() if k not in ("last_error", "attempts")}
+    updated = PredictionConfig.objects.filter(
+        pk=config.pk, claimed_by=worker_id, next_run_at=config.next_run_at
+    ).update(**changes)
     if updated != 1:
         raise ClaimLost(f"{config.scope_key}: claim lost before the cycle was written")
 

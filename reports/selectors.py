@@ -211,7 +211,17 @@ def predictions() -> QuerySet[Prediction]:
     return (
         Prediction.objects.select_related("model", "score", "input")
         .only(
-            *PREDICTION_API_FIELDS,
+            "input",
+            "model",
+            "config_id",
+            "scope_key",
+            "status",
+            "failure_reason",
+            "failure_detail",
+            "output",
+            "exec_time_us",
+            "performed_at",
+            "resolvable_at",
             "input__scope",
             "model__model_id",
             "score__value",
@@ -221,21 +231,6 @@ def predictions() -> QuerySet[Prediction]:
         )
         .order_by("-performed_at", "-id")
     )
-
-
-PREDICTION_API_FIELDS = (
-    "input",
-    "model",
-    "config_id",
-    "scope_key",
-    "status",
-    "failure_reason",
-    "failure_detail",
-    "output",
-    "exec_time_us",
-    "performed_at",
-    "resolvable_at",
-)
 
 
 # --- Feeds ----------------------------------------------------------------------------------

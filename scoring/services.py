@@ -640,9 +640,8 @@ def read_predictions(input_ids: list[int]) -> Callable[[], dict[int, list[Predic
 
 
 def load_predictions(input_ids: list[int]) -> dict[int, list[PredictionRow]]:
-    """The not yet SCORED predictions of the given Inputs, grouped by Input (id order)."""
-    if connection.vendor == "postgresql":
-        return read_predictions(input_ids)()
+    """The not yet SCORED predictions of the given Inputs, grouped by Input (id order), through
+    the ORM: `read_predictions` on backends other than Postgres."""
     grouped: dict[int, list[PredictionRow]] = defaultdict(list)
     for chunk in _chunks(input_ids):
         query = Prediction.objects.filter(input_id__in=chunk, status__in=OPEN_STATUSES).order_by("id")

@@ -201,6 +201,9 @@ MODEL_GATEWAY = env.str("MODEL_GATEWAY", default="local")  # local | remote
 MODELS_DIR = env.str("MODELS_DIR", default=str(BASE_DIR / "examples" / "models"))
 MODEL_BASE_CLASSNAME = env.str("MODEL_BASE_CLASSNAME", default="cruncher.ModelBaseClass")
 MODEL_CALL_TIMEOUT_SECONDS = env.float("MODEL_CALL_TIMEOUT_SECONDS", default=5.0)
+# Local gateway: a model whose calls end in SystemExit/KeyboardInterrupt this many times in a row
+# is quarantined (leaves until its code changes), like the remote client's failure limits.
+LOCAL_MODEL_MAX_CONSECUTIVE_KILLS = env.int("LOCAL_MODEL_MAX_CONSECUTIVE_KILLS", default=3)
 MODEL_RUNNER_NODE_HOST = env.str("MODEL_RUNNER_NODE_HOST", default="127.0.0.1")
 MODEL_RUNNER_NODE_PORT = env.int("MODEL_RUNNER_NODE_PORT", default=9091)
 MODEL_RUNNER_REPORT_FAILURE = env.bool("MODEL_RUNNER_REPORT_FAILURE", default=False)

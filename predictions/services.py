@@ -27,20 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from coordinator_site.boundary import Rejected, clean_json, clean_text, escape_text
 from predictions.choices import FailureReason, ModelStatus, PredictionStatus
 from predictions.configs import PredictionConfigSpec, read_configs
-from predictions.gateway.base import CallStatus, ModelCallResult, ModelGateway, ModelIdentity, is_finite_json
+from predictions.gateway.base import CallStatus, ModelCallResult, ModelGateway, ModelIdentity
 from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction, PredictionConfig
 
 log = logging.getLogger("predictions")
 
 SCOPE_REQUIRED_KEYS = ("source", "subject", "kind", "granularity", "scope_key", "horizon_seconds", "step_seconds")
 DETAIL_MAX_CHARS = 2000
+# Column sizes of the identity fields a gateway reports (longer ones are rejected, not cut).
+IDENTITY_MAX_CHARS = {"model_id": 128, "name": 255, "cruncher_id": 128, "cruncher_name": 255, "deployment_id": 255}
 LAST_SEEN_TOUCH_SECONDS = 60  # last_seen_at is refreshed at most this often per model (write amplification)
 ERROR_BACKOFF_MAX_SECONDS = 300
 
@@ -160,8 +163,11 @@ def slot_to_serve(config: PredictionConfig, now: datetime) -> tuple[datetime, in
 
 def validated_output(output: Any, *, validator, output_type) -> dict[str, Any]:
     """The node's whole output check: the INFERENCE_OUTPUT_VALIDATOR slot, then the contract's
-    `output_type`. Raises ValueError/TypeError (pydantic's ValidationError is a ValueError)."""
-    return output_type.model_validate(validator(output)).model_dump(mode="json", by_alias=True)
+    `output_type`, then the storage boundary (text Postgres can hold, bounded finite numbers).
+    Raises ValueError/TypeError (pydantic's ValidationError and `Rejected` are ValueErrors)."""
+    return clean_json(
+        output_type.model_validate(validator(output)).model_dump(mode="json", by_alias=True), field="output"
+    )
 
 
 def judge(result: ModelCallResult, *, validator, output_type) -> Judged:
@@ -252,6 +258,9 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     report.timings_ms["model_calls"] = _lap(clock)
 
     clock = time.perf_counter()
+    answers, rejected = _with_storable_identities(answers)
+    if rejected:
+        report.counts["identity_rejected"] = rejected
     validator = get_callable("INFERENCE_OUTPUT_VALIDATOR")
     judged = [judge(a, validator=validator, output_type=contract.output_type) for a in answers]
     report.timings_ms["validation"] = _lap(clock)
@@ -259,7 +268,8 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     clock = time.perf_counter()
     identities = {a.model_id: a.identity for a in answers}
     for identity in gateway.connected_models():
-        identities.setdefault(identity.model_id, identity)
+        if identity.model_id not in identities and _identity_problem(identity) is None:
+            identities[identity.model_id] = identity
     try:
         input_id, counts = persist_cycle(
             config=config,
@@ -285,6 +295,28 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     if tick_problems:
         report.counts["tick_failed"] = tick_problems
     return report
+
+
+def _identity_problem(identity: ModelIdentity) -> Rejected | None:
+    try:
+        storable_identity(identity)
+    except Rejected as exc:
+        return exc
+    return None
+
+
+def _with_storable_identities(answers: list[ModelCallResult]) -> tuple[list[ModelCallResult], int]:
+    """The answers of models whose identity can be stored; the others are dropped (logged with
+    the reason): a model the node cannot name cannot be credited."""
+    kept, rejected = [], 0
+    for answer in answers:
+        problem = _identity_problem(answer.identity)
+        if problem is None:
+            kept.append(answer)
+        else:
+            rejected += 1
+            log.warning("answer of a model with an unstorable identity dropped: %s", escape_text(str(problem)))
+    return kept, rejected
 
 
 class SlotAlreadyServed(Exception):
@@ -350,8 +382,68 @@ def persist_cycle(
         if Input.objects.filter(config=config, scheduled_for=scheduled_for).exists():
             raise SlotAlreadyServed(str(exc)) from exc
         raise
+    except DatabaseError as exc:
+        # Something the boundary let through was refused by the database: write the cycle
+        # again, isolating the rows it refuses, so one answer never costs the others theirs.
+        log.warning("%s: cycle write refused (%s); isolating the offending rows", config.scope_key, exc)
+        input_id, rows, counts = _persist_isolating(
+            config=config,
+            worker_id=worker_id,
+            input_row=input_row,
+            next_run_at=next_run_at,
+            now=now,
+            identities=identities,
+            judged=judged,
+        )
     counts["predictions"] = len(rows)
     return input_id, counts
+
+
+def _persist_isolating(
+    *,
+    config: PredictionConfig,
+    worker_id: str,
+    input_row: Input,
+    next_run_at: datetime,
+    now: datetime,
+    identities: list[ModelIdentity],
+    judged: list[Judged],
+) -> tuple[int, list[tuple], dict[str, int]]:
+    """The whole cycle again in one transaction, the predictions in halving savepoints: a row
+    the database refuses on its own is written FAILED (INVALID_OUTPUT, WRITE_REJECTED, no output)."""
+    with transaction.atomic():
+        known = upsert_model_identities(identities=identities, now=now)
+        rows, counts = _prediction_rows(judged, known)
+        input_row.pk = None
+        input_row.save(force_insert=True)
+
+        def insert(chunk: list[tuple]) -> None:
+            insert_predictions(
+                input_id=input_row.pk,
+                config=config,
+                performed_at=now,
+                resolvable_at=input_row.resolvable_at,
+                rows=chunk,
+            )
+
+        pending = [rows]
+        while pending:
+            chunk = pending.pop()
+            try:
+                with transaction.atomic():
+                    insert(chunk)
+            except DatabaseError as exc:
+                if len(chunk) > 1:
+                    pending += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
+                    continue
+                model_pk, deployment_id, *_rest, exec_time_us = chunk[0]
+                detail = _clip(f"WRITE_REJECTED: {exc}")
+                failed = (model_pk, deployment_id, str(PredictionStatus.FAILED), str(FailureReason.INVALID_OUTPUT))
+                with transaction.atomic():
+                    insert([(*failed, detail, None, exec_time_us)])
+                counts["write_rejected"] = counts.get("write_rejected", 0) + 1
+        _advance(config, worker_id=worker_id, next_run_at=next_run_at)
+    return input_row.pk, rows, counts
 
 
 def _prediction_rows(judged: list[Judged], models: dict[str, dict]) -> tuple[list[tuple], dict[str, int]]:
@@ -606,7 +698,8 @@ def _lap(started: float) -> float:
 
 
 def _clip(text: str | None) -> str:
-    return (text or "")[:DETAIL_MAX_CHARS]
+    """A model's diagnostic text (error detail, exception message), made storable and clipped."""
+    return escape_text(text or "", max_chars=DETAIL_MAX_CHARS)
 
 
 def _describe_invalid(exc: Exception) -> str:
@@ -616,7 +709,15 @@ def _describe_invalid(exc: Exception) -> str:
 
 
 def _storable(output: Any) -> Any:
-    """Keep an invalid answer when the database can hold it (strict JSON), else its repr."""
-    if output is None or is_finite_json(output):
-        return output
-    return {"unstorable_output": repr(output)[:DETAIL_MAX_CHARS]}
+    """Keep an invalid answer when the database can hold it, else its repr (escaped)."""
+    try:
+        return clean_json(output, field="output")
+    except Rejected:
+        return {"unstorable_output": escape_text(repr(output), max_chars=DETAIL_MAX_CHARS)}
+
+
+def storable_identity(identity: ModelIdentity) -> ModelIdentity:
+    """The identity if every field is storable text that fits its column, else Rejected."""
+    for name, max_chars in IDENTITY_MAX_CHARS.items():
+        clean_text(getattr(identity, name), field=f"model {name}", max_chars=max_chars)
+    return identity

@@ -22,6 +22,7 @@ def build_gateway(kind: str | None = None) -> ModelGateway:
             models_dir=settings.MODELS_DIR,
             base_classname=settings.MODEL_BASE_CLASSNAME,
             timeout=settings.MODEL_CALL_TIMEOUT_SECONDS,
+            max_consecutive_kills=settings.LOCAL_MODEL_MAX_CONSECUTIVE_KILLS,
         )
     if kind == "remote":
         from predictions.gateway.remote import RemoteModelGateway, load_credentials

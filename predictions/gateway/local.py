@@ -47,6 +47,9 @@ from predictions.gateway.base import (
 
 log = logging.getLogger("predictions.gateway.local")
 
+KILLED_CALL = "KILLED_CALL"  # the model raised SystemExit/KeyboardInterrupt/GeneratorExit
+QUARANTINED = "QUARANTINED"
+
 IDENTITY_KEYS = {"model_id", "name", "cruncher_id", "cruncher_name"}
 _load_lock = threading.Lock()  # sys.path / sys.modules juggling must not interleave
 
@@ -203,6 +206,7 @@ class LoadedModel:
     signature: tuple
     instance: Any
     busy: threading.Event = field(default_factory=threading.Event)
+    consecutive_kills: int = 0
     signatures: dict[str, inspect.Signature | None] = field(default_factory=dict)
 
 
@@ -218,6 +222,7 @@ class LocalModelGateway:
         base_classname: str,
         timeout: float,
         rescan_seconds: float = 5.0,
+        max_consecutive_kills: int = 3,
         instance_args: tuple = (),
         instance_kwargs: dict | None = None,
     ) -> None:
@@ -225,6 +230,7 @@ class LocalModelGateway:
         self.base_classname = base_classname
         self.timeout = timeout
         self.rescan_seconds = rescan_seconds
+        self.max_consecutive_kills = max_consecutive_kills
         self.instance_args = instance_args
         self.instance_kwargs = instance_kwargs or {}
         self.models: dict[str, LoadedModel] = {}  # by folder name
@@ -332,9 +338,22 @@ class LocalModelGateway:
                     model.identity, CallStatus.TIMEOUT, exec_time_us=elapsed_us, detail=DEADLINE_EXCEEDED
                 )
             else:
-                status, output, exec_time_us, detail = outcome
+                status, output, exec_time_us, detail, killed = outcome
                 results[index] = ModelCallResult(model.identity, status, output, exec_time_us, detail)
+                model.consecutive_kills = model.consecutive_kills + 1 if killed else 0
+                if killed and model.consecutive_kills >= self.max_consecutive_kills:
+                    self._quarantine(model, detail)
         return results
+
+    def _quarantine(self, model: LoadedModel, detail: str | None) -> None:
+        """Like the remote client's consecutive-failure limit: the model leaves (ABSENT from now
+        on) until its code changes; `load_errors` says why."""
+        name = model.folder.name
+        if self.models.get(name) is model:
+            del self.models[name]
+            why = f"{QUARANTINED}: {model.consecutive_kills} calls in a row killed ({detail})"
+            self.load_errors[name] = (model.signature, why)
+            log.warning("model %s quarantined: %s", model.identity.model_id, why)
 
     @staticmethod
     def _accepted_kwargs(model: LoadedModel, method: str, func, n_args: int, kwargs: dict) -> dict:
@@ -414,26 +433,39 @@ class _CallPool:
         return batch
 
     def _work(self) -> None:
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
-            with self.lock:
-                self.draining += 1
-            try:
-                while True:
-                    try:
-                        index, model, func, kwargs = batch.pending.popleft()
-                    except IndexError:
-                        break
-                    try:
-                        outcome = _timed_call(func, batch.args, kwargs)
-                    finally:
-                        model.busy.clear()
-                    batch.finish(index, outcome)
-            finally:
+        sentinel = False
+        try:
+            while True:
+                batch = self.queue.get()
+                if batch is None:
+                    sentinel = True
+                    return
                 with self.lock:
-                    self.draining -= 1
+                    self.draining += 1
+                try:
+                    self._drain(batch)
+                finally:
+                    with self.lock:
+                        self.draining -= 1
+        finally:
+            if not sentinel:  # died some other way: the next dispatch starts a replacement
+                with self.lock:
+                    self.threads = max(0, self.threads - 1)
+
+    @staticmethod
+    def _drain(batch: _Batch) -> None:
+        while True:
+            try:
+                index, model, func, kwargs = batch.pending.popleft()
+            except IndexError:
+                return
+            outcome = (CallStatus.FAILED, None, 0, "call did not finish", True)
+            try:
+                outcome = _timed_call(func, batch.args, kwargs)
+            finally:
+                # Whatever happened, the call is finished: the fan-out never waits for it in vain.
+                model.busy.clear()
+                batch.finish(index, outcome)
 
     def close(self) -> None:
         with self.lock:
@@ -442,18 +474,23 @@ class _CallPool:
             self.threads = 0
 
 
-def _timed_call(func, args, kwargs) -> tuple[CallStatus, Any, int, str | None]:
+def _timed_call(func, args, kwargs) -> tuple[CallStatus, Any, int, str | None, bool]:
+    """(status, output, exec_time_us, detail, killed): `killed` when the model raised a
+    BaseException that is not an Exception (SystemExit, KeyboardInterrupt, GeneratorExit),
+    which is contained here to this one call."""
     started = time.perf_counter()
     try:
         value = func(*args, **kwargs)
     except Exception as exc:
-        return CallStatus.FAILED, None, _us_since(started), f"{type(exc).__name__}: {exc}"
+        return CallStatus.FAILED, None, _us_since(started), f"{type(exc).__name__}: {exc}", False
+    except BaseException as exc:  # model code must not take the gateway thread down
+        return CallStatus.FAILED, None, _us_since(started), f"{KILLED_CALL}: {type(exc).__name__}: {exc}", True
     elapsed = _us_since(started)
     try:
-        return CallStatus.SUCCESS, wire_roundtrip(value), elapsed, None
+        return CallStatus.SUCCESS, wire_roundtrip(value), elapsed, None, False
     except WireEncodingError as exc:
         # The node fails to encode the return value and answers MODEL_FAILED.
-        return CallStatus.FAILED, None, elapsed, f"MODEL_FAILED: {exc}"
+        return CallStatus.FAILED, None, elapsed, f"MODEL_FAILED: {exc}", False
 
 
 def _us_since(started: float) -> int:

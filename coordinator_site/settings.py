@@ -216,6 +216,9 @@ PREDICT_LEASE_SECONDS = env.int("PREDICT_LEASE_SECONDS", default=60)
 # --- Score (DESIGN.md §8) ---------------------------------------------------------------
 GROUND_TRUTH_GRACE_SECONDS = env.int("GROUND_TRUTH_GRACE_SECONDS", default=3600)
 SCORE_LEASE_SECONDS = env.int("SCORE_LEASE_SECONDS", default=120)
+# An Input still unprocessable (resolver or write raising) after this many attempts is EXPIRED
+# with reason POISONED; its predictions are not held against the models.
+SCORE_MAX_ATTEMPTS = env.int("SCORE_MAX_ATTEMPTS", default=5)
 SNAPSHOT_PERIOD_SECONDS = env.int("SNAPSHOT_PERIOD_SECONDS", default=3600)
 LEADERBOARD_HISTORY = env.int("LEADERBOARD_HISTORY", default=200)
 # worst | exclude | a number (fixed score). Empty -> the contract's policy.

@@ -12,6 +12,13 @@ class InputStatus(models.TextChoices):
     EXPIRED = "EXPIRED"
 
 
+class ExpiryReason(models.TextChoices):
+    """Why an Input became EXPIRED (decided by the score worker alone)."""
+
+    NO_GROUND_TRUTH = "NO_GROUND_TRUTH"  # no ground truth within GROUND_TRUTH_GRACE_SECONDS
+    POISONED = "POISONED"  # still unprocessable after SCORE_MAX_ATTEMPTS: the node's fault
+
+
 INPUT_TRANSITIONS = {
     InputStatus.RECEIVED: {InputStatus.RESOLVED, InputStatus.EXPIRED},
     InputStatus.RESOLVED: set(),
@@ -41,3 +48,4 @@ class FailureReason(models.TextChoices):
     INVALID_OUTPUT = "INVALID_OUTPUT"
     SCORING_ERROR = "SCORING_ERROR"
     NO_GROUND_TRUTH = "NO_GROUND_TRUTH"
+    INPUT_POISONED = "INPUT_POISONED"  # the Input could not be processed: not held against the model

@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from predictions.choices import (
+    ExpiryReason,
     INPUT_TRANSITIONS,
     PREDICTION_TRANSITIONS,
     FailureReason,
@@ -110,6 +111,7 @@ class Input(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    expiry_reason = models.CharField(max_length=16, choices=ExpiryReason.choices, blank=True, default="")
 
     class Meta:
         constraints = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from coordinator_site.boundary import MAX_ABS_SCORE
 from coordinator_site.contract import get_contract
 
 
@@ -42,10 +43,16 @@ def missing_policy() -> MissingPolicy:
             raise ImproperlyConfigured(
                 f"MISSING_PREDICTION_POLICY={raw!r}: expected 'worst', 'exclude' or a number"
             ) from None
-        if not math.isfinite(value):
-            raise ImproperlyConfigured(f"MISSING_PREDICTION_POLICY={raw!r}: the fixed value must be finite")
+        if not math.isfinite(value) or abs(value) > MAX_ABS_SCORE:
+            raise ImproperlyConfigured(
+                f"MISSING_PREDICTION_POLICY={raw!r}: the fixed value must be finite and within ±{MAX_ABS_SCORE:g}"
+            )
         return MissingPolicy("fixed", value)
     policy = get_contract().missing_prediction_policy
-    if policy.mode == "fixed" and (policy.value is None or not math.isfinite(policy.value)):
-        raise ImproperlyConfigured("contract missing_prediction_policy: mode 'fixed' needs a finite value")
+    if policy.mode == "fixed" and (
+        policy.value is None or not math.isfinite(policy.value) or abs(policy.value) > MAX_ABS_SCORE
+    ):
+        raise ImproperlyConfigured(
+            f"contract missing_prediction_policy: mode 'fixed' needs a finite value within ±{MAX_ABS_SCORE:g}"
+        )
     return MissingPolicy(policy.mode, policy.value)

@@ -36,11 +36,12 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel
 
+from coordinator_site.boundary import MAX_ABS_SCORE, clean_json, clean_number, escape_text
 from coordinator_site.contract import get_callable, get_contract
-from predictions.choices import FailureReason, InputStatus, PredictionStatus
+from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
 from predictions.models import Input, ParticipantModel, Prediction
 from scoring.aggregation import merge_summaries
-from scoring.hashing import canonical_json, leaf_hash, snapshot_document
+from scoring.hashing import leaf_hash, snapshot_document
 from scoring.models import Leaderboard, Score, Snapshot
 from scoring.policy import MissingPolicy, missing_policy
 from scoring.selectors import window_aggregates
@@ -71,10 +72,11 @@ class BatchResult:
     scored: int = 0
     scoring_errors: int = 0
     penalised: int = 0
+    poisoned: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.resolved or self.expired)
+        return bool(self.resolved or self.expired or self.poisoned)
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -88,6 +90,7 @@ class InputOutcome:
     kind: str  # resolved | expired | deferred | error
     actuals: dict[str, Any] | None = None
     error: str = ""
+    expiry: str = ExpiryReason.NO_GROUND_TRUTH  # why, when kind is expired
     scores: list[ScoreRow] = field(default_factory=list)
     scored_ids: list[int] = field(default_factory=list)
     scoring_errors: list[tuple[int, str]] = field(default_factory=list)
@@ -127,7 +130,8 @@ def _chunks(ids: list[int]) -> list[list[int]]:
 
 
 def _detail(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:DETAIL_MAX]
+    """An exception as a storable diagnostic text (a scorer's message may hold NUL)."""
+    return escape_text(f"{type(exc).__name__}: {exc}", max_chars=DETAIL_MAX)
 
 
 def period_start_for(t: datetime, period_seconds: int | None = None) -> datetime:
@@ -205,8 +209,7 @@ def _validated_ground_truth(ctx: ScoringContext, raw: Any) -> tuple[dict[str, An
     if isinstance(raw, BaseModel):
         raw = raw.model_dump(by_alias=True)
     typed = ctx.ground_truth_type.model_validate(raw)
-    actuals = typed.model_dump(mode="json", by_alias=True)
-    canonical_json(actuals)  # refuses NaN/Infinity before it reaches a JSON column
+    actuals = clean_json(typed.model_dump(mode="json", by_alias=True), field="ground truth")
     return actuals, typed
 
 
@@ -216,12 +219,10 @@ def score_prediction(ctx: ScoringContext, output: Any, ground_truth: BaseModel) 
     raw = ctx.scorer(prediction, ground_truth)
     if isinstance(raw, BaseModel):
         raw = raw.model_dump()
-    result = ctx.validate_score(raw).model_dump(mode="json")
-    value = result.get(ctx.value_field)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"score field {ctx.value_field!r} is {value!r}, not a finite number")
-    text = RESULT_ENCODER.encode(result)  # NaN/Infinity would be refused by the JSON column: fail here
-    return float(value), result, text
+    # The boundary: a value that can be summed safely, a result Postgres can store.
+    result = clean_json(ctx.validate_score(raw).model_dump(mode="json"), field="score")
+    value = clean_number(result.get(ctx.value_field), field=f"score {ctx.value_field}", max_abs=MAX_ABS_SCORE)
+    return value, result, RESULT_ENCODER.encode(result)
 
 
 @dataclass(slots=True)
@@ -298,8 +299,17 @@ def assess_input(ctx: ScoringContext, input_: Input) -> InputOutcome:
     except Exception as exc:
         if past_grace:
             return InputOutcome(input_, "expired", error=f"ground truth failed: {_detail(exc)}")
+        if input_.attempts + 1 >= settings.SCORE_MAX_ATTEMPTS:
+            return poisoned_outcome(input_, _detail(exc))
         return InputOutcome(input_, "error", error=_detail(exc))
     return InputOutcome(input_, "resolved", actuals=actuals, ground_truth=ground_truth)
+
+
+def poisoned_outcome(input_: Input, error: str) -> InputOutcome:
+    """The last failed attempt: EXPIRED with reason POISONED, its error kept; the predictions are
+    FAILED INPUT_POISONED without a value (the fault is the node's, not the models')."""
+    why = escape_text(f"POISONED after {input_.attempts + 1} attempts: {error}", max_chars=DETAIL_MAX)
+    return InputOutcome(input_, "expired", error=why, expiry=ExpiryReason.POISONED)
 
 
 def score_outcome(ctx: ScoringContext, outcome: InputOutcome) -> None:
@@ -358,15 +368,21 @@ def expire_input(ctx: ScoringContext, outcome: InputOutcome) -> None:
     for row in outcome.predictions or []:
         if row.status == PredictionStatus.PENDING:
             outcome.expired_ids.append(row.id)
-            status, reason, detail = PredictionStatus.FAILED, FailureReason.NO_GROUND_TRUTH, why
+            status, reason, detail = PredictionStatus.FAILED, _expired_reason(outcome), why
         elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
             status, reason, detail = row.status, row.failure_reason or row.status, row.failure_detail
         else:
             continue
-        result = {"status": status, "detail": detail[:DETAIL_MAX], "policy": "no_ground_truth"}
+        result = {"status": status, "detail": detail[:DETAIL_MAX], "policy": outcome.expiry.lower()}
         outcome.scores.append(
             _score_row(input_, row, ctx, value=None, result=result, success=False, failed_reason=reason)
         )
+
+
+def _expired_reason(outcome: InputOutcome) -> str:
+    if outcome.expiry == ExpiryReason.POISONED:
+        return FailureReason.INPUT_POISONED
+    return FailureReason.NO_GROUND_TRUTH
 
 
 # --- 3. score and write (one transaction per batch) --------------------------------------------
@@ -475,14 +491,16 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
             if o.kind in ("resolved", "expired"):
                 status = InputStatus.RESOLVED if o.kind == "resolved" else InputStatus.EXPIRED
                 actuals = json.dumps(o.actuals) if o.actuals is not None else None
-                updates.append((status, actuals, ctx.now, o.error, inp.attempts, inp.next_attempt_at, inp.pk))
+                expiry = o.expiry if o.kind == "expired" else ""
+                attempts = inp.attempts + (o.expiry == ExpiryReason.POISONED and o.kind == "expired")
+                updates.append((status, actuals, ctx.now, o.error, attempts, inp.next_attempt_at, expiry, inp.pk))
             elif o.kind == "deferred":
                 retry = ctx.now + timedelta(seconds=NOT_YET_RETRY_SECONDS)
-                updates.append((InputStatus.RECEIVED, None, None, inp.last_error, inp.attempts, retry, inp.pk))
+                updates.append((InputStatus.RECEIVED, None, None, inp.last_error, inp.attempts, retry, "", inp.pk))
             else:
                 attempts = inp.attempts + 1
                 retry = ctx.now + backoff(attempts)
-                updates.append((InputStatus.RECEIVED, None, None, o.error, attempts, retry, inp.pk))
+                updates.append((InputStatus.RECEIVED, None, None, o.error, attempts, retry, "", inp.pk))
         update_by_id(
             Input._meta.db_table,
             {
@@ -492,6 +510,7 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 "last_error": "text",
                 "attempts": "integer",
                 "next_attempt_at": "timestamptz",
+                "expiry_reason": "text",
             },
             updates,
             also="claimed_by = '', lease_until = NULL",
@@ -506,7 +525,9 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
         # Input becomes SCORED, those of an expired one FAILED (counts checked against the
         # PENDING predictions read); the few whose scoring raised are turned FAILED just after.
         rows_of = read_predictions([o.input.pk for o in unread]) if unread else None
-        with _cursor() as to_scored, _cursor() as to_failed:
+        poisoned = [o for o in expired if o.expiry == ExpiryReason.POISONED]
+        expired = [o for o in expired if o.expiry != ExpiryReason.POISONED]
+        with _cursor() as to_scored, _cursor() as to_failed, _cursor() as to_poisoned:
             with _pipeline():
                 _send_mark(to_scored, resolved, PredictionStatus.SCORED)
                 _send_mark(
@@ -515,6 +536,13 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                     PredictionStatus.FAILED,
                     failure_reason=FailureReason.NO_GROUND_TRUTH,
                     failure_detail=f"no ground truth {settings.GROUND_TRUTH_GRACE_SECONDS}s after resolvable_at",
+                )
+                _send_mark(
+                    to_poisoned,
+                    poisoned,
+                    PredictionStatus.FAILED,
+                    failure_reason=FailureReason.INPUT_POISONED,
+                    failure_detail="the Input could not be processed (see its last_error); not held against the model",
                 )
                 if rows_of is not None:
                     grouped = rows_of()
@@ -525,6 +553,7 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                     score_outcome(ctx, o)
             _expect(to_scored, resolved, PredictionStatus.SCORED)
             _expect(to_failed, expired, PredictionStatus.FAILED)
+            _expect(to_poisoned, poisoned, PredictionStatus.FAILED)
         for o in resolved:
             for pk, detail in o.scoring_errors:
                 changed = Prediction.objects.filter(pk=pk, status=PredictionStatus.SCORED).update(
@@ -576,8 +605,34 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0)))
 
 
-def record_input_failure(*, input_: Input, token: str, error: str, now: datetime) -> None:
-    """Push an Input back with backoff after its write failed (only if we still hold it)."""
+def record_input_failure(*, ctx: ScoringContext, input_: Input, token: str, error: str, now: datetime) -> str:
+    """After its write failed: push the Input back with backoff (only if we still hold it), or,
+    on its last attempt, expire it as POISONED. Returns the outcome kind written."""
+    if input_.attempts + 1 >= settings.SCORE_MAX_ATTEMPTS:
+        outcome = poisoned_outcome(input_, error)
+        try:
+            if write_outcomes(ctx, [outcome], token=token):
+                return "expired"
+        except Exception:
+            log.warning("input %s: the POISONED expiry could not be written either", input_.pk, exc_info=True)
+            # Last resort without Scores: the Input and its open predictions still end.
+            with transaction.atomic():
+                if Input.objects.filter(pk=input_.pk, claimed_by=token, status=InputStatus.RECEIVED).update(
+                    status=InputStatus.EXPIRED,
+                    expiry_reason=ExpiryReason.POISONED,
+                    attempts=input_.attempts + 1,
+                    last_error=outcome.error,
+                    resolved_at=now,
+                    claimed_by="",
+                    lease_until=None,
+                ):
+                    Prediction.objects.filter(input_id=input_.pk, status=PredictionStatus.PENDING).update(
+                        status=PredictionStatus.FAILED,
+                        failure_reason=FailureReason.INPUT_POISONED,
+                        failure_detail=outcome.error,
+                    )
+                    return "expired"
+        return "lost"
     Input.objects.filter(pk=input_.pk, claimed_by=token, status=InputStatus.RECEIVED).update(
         attempts=input_.attempts + 1,
         last_error=error[:DETAIL_MAX],
@@ -585,6 +640,7 @@ def record_input_failure(*, input_: Input, token: str, error: str, now: datetime
         claimed_by="",
         lease_until=None,
     )
+    return "error"
 
 
 def _cursor():
@@ -701,12 +757,17 @@ def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> Batc
                 written += write_outcomes(ctx, [outcome], token=token)
             except Exception as exc:
                 log.warning("input %s could not be written; backing off", outcome.input.pk, exc_info=True)
-                record_input_failure(input_=outcome.input, token=token, error=_detail(exc), now=now)
-                result.errors += 1
-    result.lost = len(outcomes) - len(written) - result.errors
+                kind = record_input_failure(ctx=ctx, input_=outcome.input, token=token, error=_detail(exc), now=now)
+                if kind == "expired":
+                    result.poisoned += 1
+                elif kind == "error":
+                    result.errors += 1
+    result.lost = len(outcomes) - len(written) - result.errors - result.poisoned
     for o in written:
         if o.kind == "resolved":
             result.resolved += 1
+        elif o.kind == "expired" and o.expiry == ExpiryReason.POISONED:
+            result.poisoned += 1
         elif o.kind == "expired":
             result.expired += 1
         elif o.kind == "deferred":

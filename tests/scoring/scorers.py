@@ -21,3 +21,21 @@ def poisoned_resolver(input):
     if input.scope.get("poison"):
         raise RuntimeError("resolver exploded")
     return resolve_ground_truth(input)
+
+
+def poison_scorer(prediction, ground_truth):
+    """Brier, except p_up 0.11 -> a NUL in the result, 0.12 -> a huge value, 0.13 -> a lone
+    surrogate in the exception message, 0.14 -> a lone surrogate nested in the result."""
+    if prediction.p_up == 0.11:
+        return {"value": 0.5, "note": "bad\x00text"}
+    if prediction.p_up == 0.12:
+        return {"value": 1e308}
+    if prediction.p_up == 0.13:
+        raise ValueError("bad \ud800 message\x00")
+    if prediction.p_up == 0.14:
+        return {"value": 0.5, "extra": [{"deep": "\ud800"}]}
+    return brier_score(prediction, ground_truth)
+
+
+def always_raising_resolver(input):
+    raise RuntimeError("resolver exploded \x00 for good")

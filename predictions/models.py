@@ -3,9 +3,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from predictions.choices import (
-    ExpiryReason,
     INPUT_TRANSITIONS,
     PREDICTION_TRANSITIONS,
+    ExpiryReason,
     FailureReason,
     InputStatus,
     ModelStatus,

@@ -18,8 +18,12 @@ import math
 from typing import Any
 
 from coordinator_site.contract import get_contract
+from coordinator_site.exact import decimal_text, exact, exact_mean, parse_decimal
 
 NO_GROUND_TRUTH = "NO_GROUND_TRUTH"
+# Failure reasons that are nobody's fault (no ground truth; an Input the node could not process):
+# such predictions are not counted as asked.
+NOT_ASKED = ("NO_GROUND_TRUTH", "INPUT_POISONED")
 
 
 def _is_number(value: Any) -> bool:
@@ -31,39 +35,43 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def aggregate_snapshot(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Count-weighted means of Score.value and of every numeric score field, plus coverage.
+    """Exact sums and means of Score.value and of every numeric score field, plus coverage.
 
-    - `<value_field>`: mean of every non-null Score.value, penalised failures included (the
-      policy decided their value; `exclude` leaves it null, so they are not averaged in);
-    - `value_count`: how many values that mean covers;
-    - `answered` (SCORED) / `asked` (all predictions except those whose Input had no ground
-      truth, which is nobody's fault) and `coverage` = answered / asked;
+    - `value_sum` (exact decimal text of the non-null Score.values, penalised failures included:
+      the policy decided their value; `exclude` leaves it null, so it is not summed), `value_count`,
+      and `<value_field>` = value_sum / value_count rounded once;
+    - `answered` (SCORED) / `asked` (all predictions except those that are nobody's fault:
+      no ground truth, a poisoned Input) and `coverage` = answered / asked;
     - other numeric fields of successful results only (booleans are not numbers here), with
-      `field_counts`.
+      `field_sums` and `field_counts`.
+    Sums are exact, so merging summaries in any order gives the same bytes (DESIGN.md §12).
     """
     value_field = get_contract().aggregation.value_field
-    values = [item["value"] for item in results if _is_number(item.get("value"))]
+    values = [exact(item["value"]) for item in results if _is_number(item.get("value"))]
     answered = sum(1 for item in results if item.get("status") == "SCORED")
-    asked = sum(1 for item in results if item.get("failure_reason") != NO_GROUND_TRUTH)
-    sums: dict[str, float] = {}
+    asked = sum(1 for item in results if item.get("failure_reason") not in NOT_ASKED)
+    sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
     for item in results:
         if not item.get("success"):
             continue
         for key, value in (item.get("result") or {}).items():
             if key != value_field and _is_number(value):
-                sums[key] = sums.get(key, 0.0) + value
+                sums[key] = sums.get(key, 0) + exact(value)
                 counts[key] = counts.get(key, 0) + 1
+    total = sum(values, parse_decimal(None))
     summary: dict[str, Any] = {
-        value_field: _ratio(math.fsum(values), len(values)),
+        value_field: exact_mean(total, len(values)),
+        "value_sum": decimal_text(total),
         "value_count": len(values),
         "answered": answered,
         "asked": asked,
         "coverage": _ratio(answered, asked),
+        "field_sums": {key: decimal_text(total) for key, total in sums.items()},
         "field_counts": counts,
     }
-    for key, total in sums.items():
-        summary[key] = total / counts[key]
+    for key, field_total in sums.items():
+        summary[key] = exact_mean(field_total, counts[key])
     return summary
 
 
@@ -74,22 +82,50 @@ def _weighted(old_mean: Any, old_n: int, new_mean: Any, new_n: int) -> float | N
     return ((old_mean or 0.0) * old_n + (new_mean or 0.0) * new_n) / total
 
 
+def _merge_mean(
+    merged: dict[str, Any], old: dict[str, Any], new: dict[str, Any], key: str, o: int, n: int, sums: tuple
+) -> None:
+    """merged[key] from the two summaries: exactly from their sums when both have one (`sums`:
+    the two stored sums or None), else count-weighted (a custom aggregator without sums)."""
+    if sums[0] is not None and sums[1] is not None:
+        total = parse_decimal(sums[0]) + parse_decimal(sums[1])
+        merged[key] = exact_mean(total, o + n)
+        return
+    merged[key] = _weighted(old.get(key), o, new.get(key), n)
+
+
 def merge_summaries(old: dict[str, Any] | None, new: dict[str, Any], *, value_field: str) -> dict[str, Any]:
-    """The summary of old + new results, from the two summaries (count-weighted, exact up to rounding)."""
+    """The summary of old + new results, from the two summaries.
+
+    Exact and order-independent for summaries carrying sums (`value_sum`, `field_sums`, as
+    `aggregate_snapshot` writes them); count-weighted means otherwise.
+    """
     if not old:
         return dict(new)
     merged = {**old, **new}
     old_n, new_n = int(old.get("value_count") or 0), int(new.get("value_count") or 0)
-    merged[value_field] = _weighted(old.get(value_field), old_n, new.get(value_field), new_n)
+    value_sums = (old.get("value_sum"), new.get("value_sum"))
+    _merge_mean(merged, old, new, value_field, old_n, new_n, value_sums)
+    if None not in value_sums:
+        merged["value_sum"] = decimal_text(parse_decimal(value_sums[0]) + parse_decimal(value_sums[1]))
     merged["value_count"] = old_n + new_n
     merged["answered"] = int(old.get("answered") or 0) + int(new.get("answered") or 0)
     merged["asked"] = int(old.get("asked") or 0) + int(new.get("asked") or 0)
     merged["coverage"] = _ratio(merged["answered"], merged["asked"])
     old_counts, new_counts = old.get("field_counts") or {}, new.get("field_counts") or {}
-    counts = {}
+    old_sums, new_sums = old.get("field_sums"), new.get("field_sums")
+    counts, field_sums = {}, {}
     for key in sorted(set(old_counts) | set(new_counts)):
         o, n = int(old_counts.get(key, 0)), int(new_counts.get(key, 0))
-        merged[key] = _weighted(old.get(key), o, new.get(key), n)
+        pair = (
+            (old_sums or {}).get(key, "0" if o == 0 else None) if old_sums is not None else None,
+            (new_sums or {}).get(key, "0" if n == 0 else None) if new_sums is not None else None,
+        )
+        _merge_mean(merged, old, new, key, o, n, pair)
+        if None not in pair:
+            field_sums[key] = decimal_text(parse_decimal(pair[0]) + parse_decimal(pair[1]))
         counts[key] = o + n
     merged["field_counts"] = counts
+    if old_sums is not None and new_sums is not None:
+        merged["field_sums"] = field_sums
     return merged

@@ -55,10 +55,16 @@ def node_hash(left_hex: str, right_hex: str) -> str:
     return hashlib.sha256(NODE_PREFIX + bytes.fromhex(left_hex) + bytes.fromhex(right_hex)).hexdigest()
 
 
-def snapshot_document(snapshot) -> dict[str, Any]:
-    """What a snapshot commits to: identity, period, counts and summary."""
-    return {
-        "snapshot_id": snapshot.pk,
+# Leaf document formats. 1 (before settled periods): carried the snapshot's row id, which
+# differs between two runs over the same data. 2: natural keys only (model_id, period), and the
+# summary's exact sums. A checkpoint records the format its leaves use (meta.leaf_format), so
+# proofs issued under format 1 still verify.
+LEAF_FORMAT = 2
+
+
+def snapshot_document(snapshot, *, leaf_format: int = LEAF_FORMAT) -> dict[str, Any]:
+    """What a snapshot commits to: identity (natural keys), period, counts and summary."""
+    document = {
         "model_id": str(snapshot.model.model_id),
         "period_start": snapshot.period_start,
         "period_end": snapshot.period_end,
@@ -66,3 +72,8 @@ def snapshot_document(snapshot) -> dict[str, Any]:
         "counts": snapshot.counts,
         "result_summary": snapshot.result_summary,
     }
+    if leaf_format == 1:
+        document["snapshot_id"] = snapshot.pk
+    else:
+        document["format"] = leaf_format
+    return document

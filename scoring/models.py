@@ -27,6 +27,9 @@ class Score(models.Model):
     success = models.BooleanField(default=True)
     failed_reason = models.TextField(blank=True, default="")
     scored_at = models.DateTimeField(default=timezone.now)
+    # Scored after its snapshot period was sealed by a (forced) checkpoint: stored and reported,
+    # never merged into a snapshot, a ranking, an emission or a leaderboard.
+    late = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
@@ -62,6 +65,31 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} [{self.period_start.isoformat()}, {self.period_end.isoformat()})"
+
+
+class SnapshotSeal(models.Model):
+    """Snapshots with period_start in [period_start, period_end) are sealed: they no longer change.
+
+    Written by the checkpoint build in its transaction (`checkpoint_id` names it; no foreign key:
+    scoring sits left of checkpoints), removed only when that checkpoint is voided. The score
+    worker flags scores of a sealed period late instead of merging them; on PostgreSQL a trigger
+    refuses any write to a sealed snapshot row (migration scoring 0004).
+    """
+
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    checkpoint_id = models.BigIntegerField(unique=True)
+    sealed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(period_start__lt=models.F("period_end")), name="snapshotseal_valid"),
+        ]
+        indexes = [models.Index(fields=["period_start", "period_end"], name="snapshotseal_period")]
+        ordering = ["period_start"]
+
+    def __str__(self) -> str:
+        return f"sealed [{self.period_start.isoformat()}, {self.period_end.isoformat()})"
 
 
 class Leaderboard(models.Model):

@@ -3,9 +3,10 @@
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 
-from scoring.aggregation import NO_GROUND_TRUTH
+from coordinator_site.exact import ExactSum, exact_mean, parse_decimal
+from scoring.aggregation import NOT_ASKED
 from scoring.models import Leaderboard, Score, Snapshot
 
 
@@ -16,14 +17,15 @@ def leaderboard_latest() -> Leaderboard | None:
 
 def window_aggregates(
     *, starts: dict[str, datetime], end: datetime, count_windows: set[str] | None = None
-) -> dict[tuple[int, str], dict[str, dict[str, float]]]:
+) -> dict[tuple[int, str], dict[str, dict[str, Any]]]:
     """Per (model pk, scope_key) and per window, sums and counts of the scores in [start, end].
 
     One GROUP BY over the Score table (index `score_window`), one set of conditional aggregates
-    per window: `sum`/`n` (non-null Score.value: sum / n is the count-weighted mean), `asked`
-    (every score except predictions whose Input had no ground truth) and `answered` (successful
-    scores). Sums and counts add up exactly across scopes and windows, so callers never take a
-    mean of means. `count_windows` limits asked/answered to those windows (the others report 0),
+    per window: `sum`/`n` (non-null Score.value; `sum` an exact Decimal, so sum / n is the same
+    mean whatever the order of the rows), `asked` (every score except those that are nobody's
+    fault: no ground truth, a poisoned Input) and `answered` (successful scores). Sums and counts
+    add up exactly across scopes and windows, so callers never take a mean of means. Late scores
+    (scored after their period was sealed) are left out, as they are from the checkpoints. `count_windows` limits asked/answered to those windows (the others report 0),
     which keeps the aggregate close to the cost of the bare means.
     """
     if not starts:
@@ -32,21 +34,24 @@ def window_aggregates(
     annotations: dict[str, Any] = {}
     for name, start in starts.items():
         inside = Q(performed_at__gte=start)
-        annotations[f"{name}__sum"] = Sum("value", filter=inside)
+        annotations[f"{name}__sum"] = ExactSum("value", filter=inside)
         annotations[f"{name}__n"] = Count("value", filter=inside)
         if count_windows is None or name in count_windows:
-            annotations[f"{name}__asked"] = Count("id", filter=inside & ~Q(failed_reason=NO_GROUND_TRUTH))
+            annotations[f"{name}__asked"] = Count("id", filter=inside & ~Q(failed_reason__in=NOT_ASKED))
             annotations[f"{name}__answered"] = Count("id", filter=inside & Q(success=True))
     rows = (
-        Score.objects.filter(performed_at__gte=earliest, performed_at__lte=end)
+        Score.objects.filter(performed_at__gte=earliest, performed_at__lte=end, late=False)
         .values("model_id", "scope_key")
         .annotate(**annotations)
         .order_by()
     )
-    result: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
+    result: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
     for row in rows:
         result[(row["model_id"], row["scope_key"])] = {
-            name: {stat: float(row.get(f"{name}__{stat}") or 0.0) for stat in ("sum", "n", "asked", "answered")}
+            name: {
+                "sum": parse_decimal(row.get(f"{name}__sum")),
+                **{stat: int(row.get(f"{name}__{stat}") or 0) for stat in ("n", "asked", "answered")},
+            }
             for name in starts
         }
     return result
@@ -59,19 +64,19 @@ def model_aggregates(*, start: datetime, end: datetime) -> dict[int, dict[str, f
     (e.g. a checkpoint period).
     """
     rows = (
-        Score.objects.filter(performed_at__gte=start, performed_at__lt=end)
+        Score.objects.filter(performed_at__gte=start, performed_at__lt=end, late=False)
         .values("model_id")
         .annotate(
-            total=Sum("value"),
+            total=ExactSum("value"),
             n=Count("value"),
-            asked=Count("id", filter=~Q(failed_reason=NO_GROUND_TRUTH)),
+            asked=Count("id", filter=~Q(failed_reason__in=NOT_ASKED)),
             answered=Count("id", filter=Q(success=True)),
         )
         .order_by()
     )
     return {
         row["model_id"]: {
-            "value": row["total"] / row["n"] if row["n"] else None,
+            "value": exact_mean(row["total"], row["n"]),
             "value_count": row["n"],
             "asked": row["asked"],
             "answered": row["answered"],

@@ -38,11 +38,12 @@ from pydantic import BaseModel
 
 from coordinator_site.boundary import MAX_ABS_SCORE, clean_json, clean_number, escape_text
 from coordinator_site.contract import get_callable, get_contract
+from coordinator_site.exact import exact_mean
 from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
 from predictions.models import Input, ParticipantModel, Prediction
 from scoring.aggregation import merge_summaries
 from scoring.hashing import leaf_hash, snapshot_document
-from scoring.models import Leaderboard, Score, Snapshot
+from scoring.models import Leaderboard, Score, Snapshot, SnapshotSeal
 from scoring.policy import MissingPolicy, missing_policy
 from scoring.selectors import window_aggregates
 
@@ -57,6 +58,9 @@ ID_CHUNK = 5000
 DETAIL_MAX = 2000
 # Serialises leaderboard rebuilds across processes on Postgres (SQLite serialises writers).
 LEADERBOARD_LOCK_KEY = 0x5C0BE
+# Score writes hold it shared, a checkpoint build (which seals) exclusively: a batch is written
+# either wholly before a seal (and is in the checkpoint) or wholly after it (and sees the seal).
+SEAL_LOCK_KEY = 0x5EA1
 
 
 @dataclass
@@ -73,6 +77,7 @@ class BatchResult:
     scoring_errors: int = 0
     penalised: int = 0
     poisoned: int = 0
+    late: int = 0
 
     @property
     def changed(self) -> bool:
@@ -240,6 +245,7 @@ class ScoreRow:
     success: bool
     failed_reason: str = ""
     result_json: str | None = None  # `result` already encoded, when the scorer path has it
+    late: bool = False  # its snapshot period is sealed: stored, never merged
 
 
 SCORE_COLUMNS = [f for f in ScoreRow.__dataclass_fields__ if f != "result_json"]
@@ -278,6 +284,7 @@ def insert_scores(rows: list[ScoreRow]) -> None:
                             r.result_json or json.dumps(r.result),
                             r.success,
                             r.failed_reason,
+                            r.late,
                         )
                     )
         return
@@ -403,6 +410,8 @@ def summarise_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> di
     periods: dict[datetime, datetime] = {}  # performed_at -> period start (an Input's predictions share it)
     for outcome in outcomes:
         for score in outcome.scores:
+            if score.late:
+                continue
             start = periods.get(score.performed_at)
             if start is None:
                 start = periods[score.performed_at] = period_start_for(score.performed_at)
@@ -477,6 +486,7 @@ def upsert_snapshots(ctx: ScoringContext, groups: dict[tuple[int, datetime], Sna
 def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: str) -> list[InputOutcome]:
     """Write a batch in one transaction; returns the outcomes written (lease still held)."""
     with transaction.atomic():
+        hold_seal_lock(shared=True)
         ids = [o.input.pk for o in outcomes]
         # Locks the claimed rows: a worker that took over an expired lease waits, then sees them done.
         owned = set(
@@ -561,6 +571,7 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 )
                 if changed != 1:
                     raise RuntimeError(f"prediction {pk}: expected to turn SCORED into FAILED, changed {changed}")
+        flag_late_scores([s for o in done for s in o.scores])
         insert_scores([s for o in done for s in o.scores])
         with _cursor() as cursor, _pipeline():
             if connection.vendor == "postgresql":
@@ -572,6 +583,37 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
             deltas = summarise_snapshots(ctx, done)
         upsert_snapshots(ctx, deltas)
     return kept
+
+
+def hold_seal_lock(*, shared: bool) -> None:
+    """Take SEAL_LOCK_KEY for the current transaction (PostgreSQL; SQLite serialises writers)."""
+    if connection.vendor == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {function}(%s)", [SEAL_LOCK_KEY])
+
+
+def flag_late_scores(scores: list[ScoreRow]) -> int:
+    """Flag the scores whose snapshot period is sealed (only after a forced checkpoint build):
+    they are stored and reported, never merged into the sealed snapshot. Returns how many."""
+    if not scores:
+        return 0
+    first = min(s.performed_at for s in scores)
+    last = max(s.performed_at for s in scores)
+    seals = list(
+        SnapshotSeal.objects.filter(period_start__lte=last, period_end__gt=period_start_for(first)).values_list(
+            "period_start", "period_end"
+        )
+    )
+    if not seals:
+        return 0
+    late = 0
+    for score in scores:
+        start = period_start_for(score.performed_at)
+        if any(a <= start < b for a, b in seals):
+            score.late = True
+            late += 1
+    return late
 
 
 def _pipeline() -> AbstractContextManager:
@@ -777,6 +819,7 @@ def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> Batc
         result.scored += len(o.scored_ids)
         result.scoring_errors += len(o.scoring_errors)
         result.penalised += o.penalised
+        result.late += sum(1 for score in o.scores if score.late)
     return result
 
 
@@ -809,9 +852,9 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
         now = now or timezone.now()
         starts = {name: now - timedelta(hours=w.hours) for name, w in aggregation.windows.items()}
         per_scope = window_aggregates(starts=starts, end=now, count_windows={aggregation.ranking_key})
-        per_model: dict[int, dict[str, dict[str, float]]] = {}
+        per_model: dict[int, dict[str, dict[str, Any]]] = {}
         for (model_pk, _scope), stats in per_scope.items():
-            totals = per_model.setdefault(model_pk, {name: defaultdict(float) for name in starts})
+            totals = per_model.setdefault(model_pk, {name: defaultdict(int) for name in starts})
             for name, window_stats in stats.items():
                 for key, value in window_stats.items():
                     totals[name][key] += value
@@ -884,7 +927,9 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _mean(stats: dict[str, float] | None) -> float | None:
-    if not stats or not stats.get("n"):
+def _mean(stats: dict[str, Any] | None) -> float | None:
+    """The window mean from its exact sum and count (rounded once: the same scores give the
+    same value here and in a checkpoint)."""
+    if not stats:
         return None
-    return stats["sum"] / stats["n"]
+    return exact_mean(stats["sum"], stats["n"])

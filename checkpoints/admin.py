@@ -20,7 +20,10 @@ REFUSALS = (InvalidTransition, InvalidTxHash, ValueError)
 
 def next_advance(checkpoint: Checkpoint) -> str | None:
     """The status "Advance status" moves to (SUBMITTED is reached by confirming a tx hash)."""
-    targets = Checkpoint.STATUS_TRANSITIONS.get(checkpoint.status, set()) - {CheckpointStatus.SUBMITTED}
+    targets = Checkpoint.STATUS_TRANSITIONS.get(checkpoint.status, set()) - {
+        CheckpointStatus.SUBMITTED,
+        CheckpointStatus.VOID,
+    }
     return next(iter(sorted(targets)), None)
 
 

@@ -25,10 +25,16 @@ class Checkpoint(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["period_start", "period_end"], name="checkpoint_period_unique"),
+            # One live checkpoint per period; voided ones stay as history.
+            models.UniqueConstraint(
+                fields=["period_start", "period_end"],
+                condition=~Q(status=CheckpointStatus.VOID),
+                name="checkpoint_period_unique",
+            ),
             models.CheckConstraint(condition=Q(status__in=CheckpointStatus.values), name="checkpoint_status_valid"),
             models.CheckConstraint(
-                condition=Q(status=CheckpointStatus.PENDING) | ~Q(tx_hash=""), name="checkpoint_submitted_has_tx"
+                condition=Q(status__in=[CheckpointStatus.PENDING, CheckpointStatus.VOID]) | ~Q(tx_hash=""),
+                name="checkpoint_submitted_has_tx",
             ),
             models.CheckConstraint(
                 condition=Q(period_start__lt=models.F("period_end")), name="checkpoint_period_valid"

@@ -1,17 +1,21 @@
 """Reads behind checkpoints: the period schedule, readiness and the period's ranking."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Min, QuerySet
+from django.db.models import Min, Q, QuerySet
 
+from checkpoints.choices import CheckpointStatus
 from checkpoints.models import Checkpoint
 from coordinator_site.contract import Aggregation, get_callable
+from coordinator_site.exact import exact, exact_mean, parse_decimal
+from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
-from predictions.models import Input
+from predictions.models import Input, PredictionConfig
 from scoring.models import Snapshot
 
 # Periods are aligned to this Monday 00:00 UTC, so weekly checkpoints run Monday to Monday and
@@ -40,7 +44,12 @@ def next_checkpoint_period() -> Period | None:
     checkpoint: the aligned period holding the first snapshot or input. None when there is no
     data at all yet.
     """
-    last_end = Checkpoint.objects.order_by("-period_end").values_list("period_end", flat=True).first()
+    last_end = (
+        Checkpoint.objects.exclude(status=CheckpointStatus.VOID)
+        .order_by("-period_end")
+        .values_list("period_end", flat=True)
+        .first()
+    )
     if last_end is not None:
         return Period(last_end, aligned_period(last_end).end)
     firsts = [
@@ -53,23 +62,56 @@ def next_checkpoint_period() -> Period | None:
     return aligned_period(min(firsts))
 
 
-def open_input_count(period: Period) -> int:
-    """Inputs scheduled in the period that are neither RESOLVED nor EXPIRED yet."""
-    return Input.objects.filter(
-        scheduled_for__gte=period.start, scheduled_for__lt=period.end, status=InputStatus.RECEIVED
-    ).count()
+@dataclass
+class Readiness:
+    """Whether period P may be built, decided by stored progress (DESIGN.md §12), and why not.
+
+    Ready when (1) every active config's schedule has moved past P's end — each slot before it
+    served or recorded as missed, no claim on such a slot in flight — and (2) every Input whose
+    predictions can land in P's snapshots (received during P: predictions and snapshots are
+    keyed by that time) is RESOLVED or EXPIRED, which only the score worker decides. The clock
+    only says whether P has ended and, after CHECKPOINT_GRACE_SECONDS, that a wait is overdue.
+    """
+
+    ready: bool
+    reason: str
+    waiting: list[str] = field(default_factory=list)
+    overdue: bool = False
 
 
-def period_readiness(period: Period, *, now: datetime) -> tuple[bool, str]:
-    """Whether a checkpoint may be built for `period` now, and why (or why not)."""
+def _last_seen(worker: str) -> str:
+    beat = WorkerHeartbeat.objects.filter(name=worker).order_by("-last_beat_at").values_list("last_beat_at", flat=True)
+    last = beat.first()
+    return f"{worker} last seen {last.isoformat(timespec='seconds')}" if last else f"{worker} never seen"
+
+
+def period_readiness(period: Period, *, now: datetime) -> Readiness:
+    """Whether a checkpoint may be built for `period` now; the reasons it waits otherwise."""
     if now < period.end:
-        return False, "period not ended"
-    open_inputs = open_input_count(period)
-    if open_inputs == 0:
-        return True, "inputs settled"
-    if now >= period.end + timedelta(seconds=settings.CHECKPOINT_GRACE_SECONDS):
-        return True, f"grace elapsed with {open_inputs} inputs unresolved"
-    return False, f"{open_inputs} inputs unresolved"
+        return Readiness(False, "period not ended")
+    waiting = []
+    behind = list(
+        PredictionConfig.objects.filter(active=True)
+        .filter(Q(next_run_at__lt=period.end) | Q(next_run_at__isnull=True))
+        .order_by("scope_key")
+        .values_list("scope_key", flat=True)[:5]
+    )
+    if behind:
+        waiting.append(
+            f"predict schedule not past the period end for {', '.join(behind)} ({_last_seen('run_predict')})"
+        )
+    open_inputs = Input.objects.filter(
+        status=InputStatus.RECEIVED, received_at__gte=period.start, received_at__lt=period.end
+    ).count()
+    if open_inputs:
+        waiting.append(f"{open_inputs} input(s) not resolved or expired yet ({_last_seen('run_score')})")
+    if not waiting:
+        return Readiness(True, "settled: schedule past the period end, every input terminal")
+    overdue = now >= period.end + timedelta(seconds=settings.CHECKPOINT_GRACE_SECONDS)
+    reason = f"period {period.start.isoformat()} to {period.end.isoformat()} waits for: " + "; ".join(waiting)
+    if overdue:
+        reason = f"OVERDUE ({settings.CHECKPOINT_GRACE_SECONDS}s after its end): {reason}"
+    return Readiness(False, reason, waiting, overdue)
 
 
 def period_snapshots(period: Period) -> QuerySet[Snapshot]:
@@ -88,17 +130,24 @@ def finite_number(value: Any) -> float | None:
 
 
 def period_model_values(snapshots: list[Snapshot], *, value_field: str) -> dict[int, dict[str, Any]]:
-    """Per model: the count-weighted mean of `result_summary[value_field]` over its snapshots.
+    """Per model: the mean of `result_summary[value_field]` over its snapshots, exactly.
 
-    value = sum(summary[value_field] * summary["value_count"]) / sum(value_count), over the snapshots
-    that have both; None when no snapshot has a scored value. Keyed by ParticipantModel pk, in
-    first-seen order.
+    value = sum(value_sum) / sum(value_count) over the snapshots that have a value, rounded
+    once (the same scores give the leaderboard's value); a snapshot without `value_sum` (written
+    before exact sums) counts as its mean times its count. None when no snapshot has a scored
+    value. Keyed by ParticipantModel pk, in first-seen order.
     """
     per_model: dict[int, dict[str, Any]] = {}
     for snapshot in snapshots:
         row = per_model.setdefault(
             snapshot.model_id,
-            {"model": snapshot.model, "weighted": 0.0, "value_count": 0, "prediction_count": 0, "snapshot_count": 0},
+            {
+                "model": snapshot.model,
+                "total": Decimal(0),
+                "value_count": 0,
+                "prediction_count": 0,
+                "snapshot_count": 0,
+            },
         )
         row["snapshot_count"] += 1
         row["prediction_count"] += snapshot.prediction_count
@@ -107,22 +156,24 @@ def period_model_values(snapshots: list[Snapshot], *, value_field: str) -> dict[
         count = summary.get("value_count")
         if value is None or isinstance(count, bool) or not isinstance(count, int) or count <= 0:
             continue
-        row["weighted"] += value * count
+        total = summary.get("value_sum")
+        row["total"] += parse_decimal(total) if total is not None else exact(value) * count
         row["value_count"] += count
     for row in per_model.values():
-        row["value"] = row["weighted"] / row["value_count"] if row["value_count"] else None
+        row["value"] = exact_mean(row.pop("total"), row["value_count"])
     return per_model
 
 
-def period_ranking(snapshots: list[Snapshot], aggregation: Aggregation) -> list[dict[str, Any]]:
+def period_ranking(snapshots: list[Snapshot], aggregation: Aggregation, *, ranker=None) -> list[dict[str, Any]]:
     """The checkpoint ranking items of a period, ordered by LEADERBOARD_RANKER (the leaderboard's
-    ranking routine) on the contract's ranking key, fed with the period's count-weighted value."""
+    ranking routine; `ranker` to use a recorded one) on the ranking key, fed with the period's
+    exact per-model value."""
     per_model = period_model_values(snapshots, value_field=aggregation.value_field)
     rows = {str(row["model"].model_id): row for row in per_model.values()}
     entries = [
         {"model_id": model_id, "metrics": {aggregation.ranking_key: row["value"]}} for model_id, row in rows.items()
     ]
-    ranked = get_callable("LEADERBOARD_RANKER")(entries, aggregation)
+    ranked = (ranker or get_callable("LEADERBOARD_RANKER"))(entries, aggregation)
     items = []
     for entry in ranked:
         row = rows[str(entry["model_id"])]

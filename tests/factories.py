@@ -126,9 +126,24 @@ def make_snapshot(**overrides) -> Snapshot:
     return Snapshot.objects.create(**fields)
 
 
+# A checkpoint as run_checkpoint leaves it: verified, paying one cruncher (confirmable).
+VERIFIED = {"verification": {"ok": True, "problems": [], "notes": []}}
+PAYING_EMISSION = {
+    "crunch": "",
+    "cruncher_rewards": [{"cruncher_index": 0, "reward_pct": 1_000_000_000}],
+    "compute_provider_rewards": [],
+    "data_provider_rewards": [],
+}
+
+
 def make_checkpoint(**overrides) -> Checkpoint:
     period_start = overrides.pop("period_start", T0)
-    fields = {"period_start": period_start, "period_end": period_start + timedelta(days=7)}
+    fields = {
+        "period_start": period_start,
+        "period_end": period_start + timedelta(days=7),
+        "meta": dict(VERIFIED),
+        "emission": dict(PAYING_EMISSION),
+    }
     fields.update(overrides)
     return Checkpoint.objects.create(**fields)
 

@@ -9,14 +9,15 @@ from django.db.models import Avg
 from django.test import override_settings
 
 from checkpoints.models import Checkpoint, CheckpointLeaf
-from checkpoints.selectors import Period, aligned_period, next_checkpoint_period
+from checkpoints.selectors import Period, aligned_period, next_checkpoint_period, period_readiness
 from checkpoints.services import EmissionError, build_checkpoint, create_due_checkpoint
 from coordinator_site.contract import get_contract
 from predictions.choices import InputStatus, PredictionStatus
+from predictions.models import PredictionConfig
 from scoring.models import Score
 from scoring.ranking import rank_entries
 from tests.checkpoints.helpers import add_snapshot, indexed_models
-from tests.factories import T0, make_config, make_input, make_model, make_prediction, make_score
+from tests.factories import T0, make_config, make_heartbeat, make_input, make_model, make_prediction, make_score
 
 pytestmark = pytest.mark.django_db
 WEEK = timedelta(days=7)
@@ -44,30 +45,56 @@ def test_first_period_is_the_aligned_period_of_the_first_input_or_snapshot():
     assert next_checkpoint_period() == P1
 
 
+def served_past(period_end):
+    """Every config's schedule has moved past `period_end` (its slots before it are served)."""
+    PredictionConfig.objects.update(next_run_at=period_end)
+
+
 def test_not_built_before_the_period_ends_nor_while_its_inputs_are_open():
     (model,) = indexed_models(1)
     add_snapshot(model, T0, 0.2, 5)
     open_input = make_input(scheduled_for=T0 + WEEK - timedelta(minutes=1))
     make_input(scheduled_for=T0 + WEEK)  # next period (half-open): does not hold this one back
+    served_past(P1.end)
     assert create_due_checkpoint(now=P1.end - timedelta(microseconds=1)) == (None, "period not ended")
-    assert create_due_checkpoint(now=AFTER) == (None, "1 inputs unresolved")
+    checkpoint, reason = create_due_checkpoint(now=AFTER)
+    assert checkpoint is None
+    assert "waits for: 1 input(s) not resolved or expired yet (run_score never seen)" in reason
     open_input.status = InputStatus.EXPIRED
     open_input.save()
     checkpoint, reason = create_due_checkpoint(now=AFTER)
-    assert reason == "inputs settled"
+    assert reason.startswith("settled")
     assert (checkpoint.period_start, checkpoint.period_end) == (P1.start, P1.end)
-    assert checkpoint.meta["readiness"] == "inputs settled"
+    assert checkpoint.meta["readiness"] == reason
+
+
+def test_waits_while_a_config_has_not_served_its_slots_before_the_period_end():
+    (model,) = indexed_models(1)
+    add_snapshot(model, T0, 0.2, 5)
+    config = make_config(scope_key="BTC-late", next_run_at=P1.end - timedelta(minutes=1))
+    make_config(scope_key="BTC-off", next_run_at=T0, active=False)  # inactive: not waited for
+    make_heartbeat(name="run_predict", last_beat_at=P1.end)
+    checkpoint, reason = create_due_checkpoint(now=AFTER)
+    assert checkpoint is None
+    assert "predict schedule not past the period end for BTC-late" in reason
+    assert "run_predict last seen" in reason
+    config.next_run_at = P1.end  # the last slot was served (or recorded as missed)
+    config.save()
+    assert create_due_checkpoint(now=AFTER)[0] is not None
 
 
 @override_settings(CHECKPOINT_GRACE_SECONDS=600)
-def test_built_after_the_grace_period_even_with_inputs_open():
+def test_a_clock_never_builds_an_unsettled_period_it_only_reports_it_overdue():
     (model,) = indexed_models(1)
     add_snapshot(model, T0, 0.2, 5)
     make_input(scheduled_for=T0 + timedelta(days=6))
-    assert create_due_checkpoint(now=P1.end + timedelta(seconds=599))[0] is None
-    checkpoint, reason = create_due_checkpoint(now=P1.end + timedelta(seconds=600))
-    assert checkpoint is not None
-    assert reason == "grace elapsed with 1 inputs unresolved"
+    served_past(P1.end)
+    assert not period_readiness(P1, now=P1.end + timedelta(seconds=599)).overdue
+    for late in (600, 86_400 * 30):
+        readiness = period_readiness(P1, now=P1.end + timedelta(seconds=late))
+        assert (readiness.ready, readiness.overdue) == (False, True)
+        assert readiness.reason.startswith("OVERDUE")
+        assert create_due_checkpoint(now=P1.end + timedelta(seconds=late))[0] is None
 
 
 def test_missed_periods_are_caught_up_one_per_call_and_an_empty_period_says_so():
@@ -227,6 +254,7 @@ def scores_and_snapshots(plan):
                 prediction = make_prediction(input=inputs[at], model=model, status=PredictionStatus.SCORED)
                 make_score(prediction=prediction, value=value)
             add_snapshot(model, T0 + timedelta(hours=hour), value, count)
+    served_past(P1.end)
 
 
 def leaderboard_order(period):

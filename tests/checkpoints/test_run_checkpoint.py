@@ -12,7 +12,7 @@ from checkpoints.selectors import aligned_period
 from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
 from tests.checkpoints.helpers import add_snapshot, indexed_models
-from tests.factories import make_input
+from tests.factories import make_config, make_input
 from tests.foundation.test_worker_loop import wait_for
 
 WEEK = timedelta(days=7)
@@ -23,11 +23,12 @@ def three_ended_weeks():
     current = aligned_period(timezone.now())
     starts = [current.start - k * WEEK for k in (3, 2, 1)]
     models = indexed_models(3)
+    config = make_config(next_run_at=current.end)  # its schedule is past every ended week
     for week, start in enumerate(starts):
         for i, model in enumerate(models):
             add_snapshot(model, start + timedelta(hours=i), 0.1 * ((i + week) % 3 + 1), 4)
-        make_input(scheduled_for=start + timedelta(days=1), status=InputStatus.RESOLVED)
-    make_input(scheduled_for=current.start + timedelta(minutes=1))  # the current week: not due
+        make_input(config=config, scheduled_for=start + timedelta(days=1), status=InputStatus.RESOLVED)
+    make_input(config=config, scheduled_for=current.start + timedelta(minutes=1))  # the current week: not due
     return starts
 
 

@@ -160,7 +160,7 @@ def test_bad_total_prize_is_400(checkpoint, value):
 
 
 def test_a_checkpoint_without_emission_has_no_emission(checkpoint):
-    bare = make_checkpoint(period_start=checkpoint.period_end)
+    bare = make_checkpoint(period_start=checkpoint.period_end, emission={})
     response = APIClient().get(f"/reports/checkpoints/{bare.pk}/emission")
     assert response.status_code == 404
     assert "emission" in response.json()["detail"]

@@ -10,7 +10,14 @@ from django.utils.html import format_html, format_html_join
 from checkpoints.choices import CheckpointStatus
 from checkpoints.formats import frac64_to_pct
 from checkpoints.models import Checkpoint, CheckpointLeaf, CheckpointTransition
-from checkpoints.services import InvalidTxHash, checkpoint_advance, checkpoint_confirm
+from checkpoints.services import (
+    InvalidTxHash,
+    checkpoint_advance,
+    checkpoint_confirm,
+    checkpoint_void,
+    force_checkpoint,
+)
+from checkpoints.verification import record_verification
 from coordinator_site.admin_utils import ReadOnlyAdmin, pretty_json
 from coordinator_site.transitions import InvalidTransition
 
@@ -34,6 +41,17 @@ class ConfirmTxHashForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 90, "autofocus": True}),
         help_text="The signature of the on-chain checkpoint submission (base58 or hex).",
     )
+    override_reason = forms.CharField(
+        label="Override reason (only for a checkpoint that pays nobody)",
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"size": 90}),
+        help_text="A checkpoint whose cruncher list is empty is confirmed only with a reason (recorded).",
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label="Reason (recorded with your name)", max_length=1000, widget=forms.Textarea)
 
 
 class CheckpointTransitionInline(admin.TabularInline):
@@ -55,7 +73,7 @@ class CheckpointAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["tx_hash", "merkle_root"]
     inlines = [CheckpointTransitionInline]
-    actions = ["advance_selected"]
+    actions = ["advance_selected", "verify_selected"]
     fields = [
         "period",
         "status",
@@ -147,6 +165,12 @@ class CheckpointAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.advance_view),
                 name="{}_{}_advance".format(*info),
             ),
+            path(
+                "<path:object_id>/void/",
+                self.admin_site.admin_view(self.void_view),
+                name="{}_{}_void".format(*info),
+            ),
+            path("force/", self.admin_site.admin_view(self.force_view), name="{}_{}_force".format(*info)),
             *super().get_urls(),
         ]
 
@@ -180,7 +204,10 @@ class CheckpointAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 checkpoint_confirm(
-                    checkpoint=checkpoint, tx_hash=form.cleaned_data["tx_hash"], actor=request.user.get_username()
+                    checkpoint=checkpoint,
+                    tx_hash=form.cleaned_data["tx_hash"],
+                    actor=request.user.get_username(),
+                    override_reason=form.cleaned_data["override_reason"],
                 )
             except REFUSALS as exc:
                 error = str(exc)
@@ -214,6 +241,79 @@ class CheckpointAdmin(admin.ModelAdmin):
         else:
             messages.success(request, f"Checkpoint {checkpoint.pk} is {moved.status}")
         return HttpResponseRedirect(self._change_url(checkpoint))
+
+    def _reason_page(self, request, *, title: str, form, error, action: str, back: str, original=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": original,
+            "title": title,
+            "form": form,
+            "error": error,
+            "action": action,
+            "change_url": back,
+        }
+        return TemplateResponse(request, "admin/checkpoints/checkpoint/reason_form.html", context)
+
+    def void_view(self, request, object_id):
+        """ "Void": PENDING -> VOID with a reason; run_checkpoint then builds the period again."""
+        checkpoint = self._checkpoint_for_change(request, object_id)
+        form = ReasonForm(request.POST or None)
+        error = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                checkpoint_void(
+                    checkpoint=checkpoint, reason=form.cleaned_data["reason"], actor=request.user.get_username()
+                )
+            except REFUSALS as exc:
+                error = str(exc)
+            else:
+                messages.success(request, f"Checkpoint {checkpoint.pk} voided; its period will be built again")
+                return HttpResponseRedirect(self._change_url(checkpoint))
+        return self._reason_page(
+            request,
+            title=f"Void checkpoint {checkpoint.pk}",
+            form=form,
+            error=error,
+            action="Void (PENDING → VOID; the period is built again once settled)",
+            back=self._change_url(checkpoint),
+            original=checkpoint,
+        )
+
+    def force_view(self, request):
+        """ "Force next period": build the next ended period although it is not settled."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        form = ReasonForm(request.POST or None)
+        error = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                checkpoint = force_checkpoint(reason=form.cleaned_data["reason"], actor=request.user.get_username())
+            except REFUSALS as exc:
+                error = str(exc)
+            else:
+                messages.warning(request, f"Checkpoint {checkpoint.pk} built by force")
+                return HttpResponseRedirect(self._change_url(checkpoint))
+        return self._reason_page(
+            request,
+            title="Force the next checkpoint period",
+            form=form,
+            error=error,
+            action="Build it now (recorded as forced)",
+            back=reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+        )
+
+    @admin.action(description="Verify the selected checkpoints against the stored rows")
+    def verify_selected(self, request, queryset):
+        for checkpoint in queryset.order_by("period_start"):
+            verification = record_verification(checkpoint).meta["verification"]
+            if verification["ok"]:
+                messages.success(request, f"Checkpoint {checkpoint.pk}: verified")
+            else:
+                problems = "; ".join(verification["problems"][:5])
+                messages.error(
+                    request, f"Checkpoint {checkpoint.pk}: {verification['problem_count']} difference(s): {problems}"
+                )
 
     @admin.action(description="Advance status of the selected checkpoints by one step")
     def advance_selected(self, request, queryset):

@@ -16,7 +16,7 @@ from coordinator_site.exact import exact, exact_mean, parse_decimal
 from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
 from predictions.models import Input, PredictionConfig
-from scoring.models import Snapshot
+from scoring.models import Score, Snapshot
 
 # Periods are aligned to this Monday 00:00 UTC, so weekly checkpoints run Monday to Monday and
 # any interval dividing a day lines up with midnight (and with epoch-aligned snapshot buckets).
@@ -200,3 +200,19 @@ def period_ranking(snapshots: list[Snapshot], aggregation: Aggregation, *, ranke
             }
         )
     return items
+
+
+def late_scores_of(checkpoint: Checkpoint, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """Scores of the checkpoint's period that arrived after it was sealed (flagged late): listed on
+    its page and in the API, never in a snapshot, a ranking or an emission."""
+    rows = (
+        Score.objects.filter(
+            late=True, performed_at__gte=checkpoint.period_start, performed_at__lt=checkpoint.period_end
+        )
+        .order_by("performed_at", "prediction_id")
+        .values_list("prediction_id", "model__model_id", "performed_at", "scored_at", "value")[:limit]
+    )
+    return [
+        {"prediction_id": p, "model_id": str(m), "performed_at": t, "scored_at": at, "value": v}
+        for p, m, t, at, v in rows
+    ]

@@ -61,3 +61,28 @@ def check_production_safety(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+# Checkpoint periods are aligned to Monday 1970-01-05 00:00 UTC, snapshot buckets to the epoch.
+CHECKPOINT_ANCHOR_OFFSET_SECONDS = 4 * 86_400
+
+
+@register()
+def check_snapshot_period_nests_in_checkpoints(app_configs=None, **kwargs):
+    """Every snapshot bucket must lie in exactly one checkpoint period, or a checkpoint could
+    commit a snapshot that straddles its boundary (DESIGN.md §12)."""
+    snapshot, interval = settings.SNAPSHOT_PERIOD_SECONDS, settings.CHECKPOINT_INTERVAL_SECONDS
+    if snapshot <= 0 or interval <= 0:
+        return [
+            Error("SNAPSHOT_PERIOD_SECONDS and CHECKPOINT_INTERVAL_SECONDS must be positive", id="coordinator.E020")
+        ]
+    if interval % snapshot or CHECKPOINT_ANCHOR_OFFSET_SECONDS % snapshot:
+        return [
+            Error(
+                f"SNAPSHOT_PERIOD_SECONDS={snapshot} does not divide CHECKPOINT_INTERVAL_SECONDS={interval} "
+                f"(and the checkpoint anchor, {CHECKPOINT_ANCHOR_OFFSET_SECONDS} s after the epoch)",
+                hint="Pick a snapshot period that divides both, e.g. 60, 300, 3600 or 86400.",
+                id="coordinator.E020",
+            )
+        ]
+    return []

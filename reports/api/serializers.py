@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from checkpoints.choices import CheckpointStatus
 from checkpoints.models import Checkpoint, CheckpointTransition
+from checkpoints.selectors import late_scores_of
 from feeds.models import FeedRecord
 from predictions.models import ParticipantModel, Prediction
 from reports.selectors import finite_number, json_safe, numeric_fields
@@ -231,8 +232,38 @@ class SnapshotSerializer(serializers.ModelSerializer):
 # --- Checkpoints -----------------------------------------------------------------------------
 
 
+VERIFICATION_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "description": "Outcome of verify_checkpoint: recomputed from stored rows; confirm needs ok.",
+    "properties": {
+        "ok": {"type": "boolean"},
+        "checked_at": {"type": "string", "format": "date-time"},
+        "problems": {"type": "array", "items": {"type": "string"}},
+        "problem_count": {"type": "integer"},
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 class CheckpointSerializer(serializers.ModelSerializer):
     """A checkpoint in lists: without its ranking and emission (see the detail)."""
+
+    verification = serializers.SerializerMethodField()
+    forced = serializers.SerializerMethodField()
+    payout_note = serializers.SerializerMethodField()
+
+    @extend_schema_field(VERIFICATION_SCHEMA)
+    def get_verification(self, obj: Checkpoint):
+        return json_safe((obj.meta or {}).get("verification"))
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_forced(self, obj: Checkpoint) -> bool:
+        return bool((obj.meta or {}).get("forced"))
+
+    @extend_schema_field({"type": "string", "description": "Why nobody is paid; empty when somebody is."})
+    def get_payout_note(self, obj: Checkpoint) -> str:
+        return str((obj.meta or {}).get("payout_note") or "")
 
     class Meta:
         model = Checkpoint
@@ -246,6 +277,9 @@ class CheckpointSerializer(serializers.ModelSerializer):
             "submitted_at",
             "created_at",
             "updated_at",
+            "verification",
+            "forced",
+            "payout_note",
         ]
 
 
@@ -260,13 +294,40 @@ class CheckpointDetailSerializer(CheckpointSerializer):
     emission = SafeJSONField()
     meta = SafeJSONField()
     transitions = CheckpointTransitionSerializer(many=True, read_only=True)
+    late_scores = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        {
+            "type": "array",
+            "description": "Scores of this period that arrived after it was sealed (only after a forced build): "
+            "stored and listed, never ranked or paid.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "prediction_id": {"type": "integer"},
+                    "model_id": {"type": "string"},
+                    "performed_at": {"type": "string", "format": "date-time"},
+                    "scored_at": {"type": "string", "format": "date-time"},
+                    "value": {"type": "number", "nullable": True},
+                },
+            },
+        }
+    )
+    def get_late_scores(self, obj: Checkpoint):
+        return late_scores_of(obj)
 
     class Meta(CheckpointSerializer.Meta):
-        fields = [*CheckpointSerializer.Meta.fields, "ranking", "emission", "meta", "transitions"]
+        fields = [*CheckpointSerializer.Meta.fields, "ranking", "emission", "meta", "transitions", "late_scores"]
 
 
 class ConfirmRequestSerializer(serializers.Serializer):
     tx_hash = serializers.CharField(max_length=128, trim_whitespace=False, help_text="The on-chain transaction hash.")
+    override_reason = serializers.CharField(
+        max_length=1000,
+        required=False,
+        default="",
+        help_text="Needed (and recorded) only to confirm a checkpoint that pays nobody.",
+    )
 
 
 class StatusRequestSerializer(serializers.Serializer):

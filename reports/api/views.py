@@ -393,7 +393,8 @@ class CheckpointViewSet(ReportViewSet):
     @extend_schema(
         summary="Confirm the on-chain submission",
         description="PENDING -> SUBMITTED with the transaction hash. The same hash again is a no-op (200); "
-        "another hash, or a checkpoint past PENDING, is 409. Needs an admin key or a staff session.",
+        "another hash, or a checkpoint past PENDING, is 409. A checkpoint that did not pass verification, or "
+        "that pays nobody without `override_reason`, is 409. Needs an admin key or a staff session.",
         request=s.ConfirmRequestSerializer,
         responses={200: s.CheckpointDetailSerializer, **WRITE_ERRORS},
     )
@@ -406,7 +407,10 @@ class CheckpointViewSet(ReportViewSet):
 
         try:
             checkpoint_confirm(
-                checkpoint=checkpoint, tx_hash=body.validated_data["tx_hash"], actor=request_actor(request)
+                checkpoint=checkpoint,
+                tx_hash=body.validated_data["tx_hash"],
+                actor=request_actor(request),
+                override_reason=body.validated_data["override_reason"],
             )
         except InvalidTxHash as exc:
             raise ValidationError({"tx_hash": str(exc)}) from None

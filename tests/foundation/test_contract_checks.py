@@ -58,3 +58,18 @@ def test_the_env_var_is_read_by_a_real_manage_py_check(manage_py):
     result = subprocess.run([*manage_py, "check"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "SCORING_FUNCTION='nowhere.at_all:func'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "interval", "ok"),
+    [(3600, 604800, True), (60, 300, True), (7, 300, False), (3600, 5400, False), (604800, 604800, False)],
+)
+def test_snapshot_period_must_nest_in_checkpoint_periods(settings, snapshot, interval, ok):
+    from coordinator_site.checks import check_snapshot_period_nests_in_checkpoints
+
+    settings.SNAPSHOT_PERIOD_SECONDS = snapshot
+    settings.CHECKPOINT_INTERVAL_SECONDS = interval
+    errors = check_snapshot_period_nests_in_checkpoints()
+    assert (not errors) is ok
+    if not ok:
+        assert errors[0].id == "coordinator.E020"

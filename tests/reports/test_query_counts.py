@@ -37,7 +37,7 @@ def grown_world():
         ("/reports/feeds/tail", 1),
         ("/reports/feeds", 5),
         ("/reports/checkpoints", 1),
-        ("/reports/checkpoints/latest", 2),
+        ("/reports/checkpoints/latest", 3),  # + the late scores of its period
         ("/reports/emissions/latest", 1),
     ],
 )

@@ -1,29 +1,40 @@
-"""`manage.py run_checkpoint`: build each ended period's checkpoint, one period per unit."""
+"""`manage.py run_checkpoint`: build each settled period's checkpoint, one period per unit."""
 
 from checkpoints.services import create_due_checkpoint
 from coordinator_site.worker import UnitResult, WorkerCommand
 
 
 class Command(WorkerCommand):
-    help = "Build the checkpoint of every ended period (schedule kept in the database)."
+    help = "Build the checkpoint of every settled period (schedule kept in the database), then verify it."
     worker_name = "run_checkpoint"
     default_sleep = 30.0
     default_batch = 1
+
+    def setup(self, options: dict) -> None:
+        self.last_wait = ""
 
     def run_unit(self, *, batch: int) -> UnitResult:
         checkpoint, reason = create_due_checkpoint()
         if checkpoint is None:
             if reason == "built elsewhere":  # another process won this period: look at the next one now
                 return UnitResult(found=True, counts={"lost_races": 1})
-            self.log.debug("no checkpoint built: %s", reason)
+            if reason != self.last_wait:  # say why it waits once per change, not every pass
+                log = self.log.warning if reason.startswith("OVERDUE") else self.log.info
+                log("no checkpoint built: %s", reason)
+                self.last_wait = reason
             return UnitResult(found=False)
+        self.last_wait = ""
+        verification = checkpoint.meta.get("verification", {})
         self.log.info(
-            "checkpoint %s built for [%s, %s): %s models ranked, root %s (%s)",
+            "checkpoint %s built for [%s, %s): %s models ranked, root %s (%s); verification %s",
             checkpoint.pk,
             checkpoint.period_start.isoformat(),
             checkpoint.period_end.isoformat(),
             checkpoint.meta.get("ranked_count"),
             checkpoint.merkle_root or "-",
             reason,
+            "ok" if verification.get("ok") else "FAILED",
         )
+        if not verification.get("ok"):
+            self.log.warning("checkpoint %s failed verification: %s", checkpoint.pk, verification.get("problems"))
         return UnitResult(found=True, counts={"checkpoints": 1})

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from checkpoints.models import Checkpoint
-from checkpoints.selectors import next_checkpoint_period
+from checkpoints.selectors import next_checkpoint_period, period_readiness
 from coordinator_site.contract import get_contract
 from coordinator_site.models import WorkerHeartbeat
 from feeds import selectors as tape
@@ -139,12 +139,24 @@ def live_process_counts(*, now: datetime) -> dict[str, int]:
     return {row["name"]: row["n"] for row in rows}
 
 
+def next_checkpoint_readiness(*, now: datetime):
+    """(ended periods without a checkpoint, the next period's Readiness or None without data)."""
+    period = next_checkpoint_period()
+    if period is None:
+        return 0, None
+    return _unbuilt(period, now), period_readiness(period, now=now)
+
+
+def _unbuilt(period, now: datetime) -> int:
+    if now < period.end:
+        return 0
+    return 1 + int((now - period.end) // timedelta(seconds=settings.CHECKPOINT_INTERVAL_SECONDS))
+
+
 def unbuilt_checkpoint_periods(*, now: datetime) -> int:
     """Ended checkpoint periods after the newest checkpoint (or since the first data) with no checkpoint."""
     period = next_checkpoint_period()
-    if period is None or now < period.end:
-        return 0
-    return 1 + int((now - period.end) // timedelta(seconds=settings.CHECKPOINT_INTERVAL_SECONDS))
+    return 0 if period is None else _unbuilt(period, now)
 
 
 def queue_depths(*, now: datetime) -> dict[str, int]:

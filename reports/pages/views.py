@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from checkpoints.admin import next_advance
 from checkpoints.choices import CheckpointStatus
+from checkpoints.selectors import late_scores_of
 from coordinator_site.contract import get_contract
 from predictions.selectors import model_by_id
 from reports.pages import selectors
@@ -117,10 +118,11 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
         )
     except selectors.BadCursor as exc:
         error = str(exc)
+    unbuilt, readiness = selectors.next_checkpoint_readiness(now=timezone.now())
     return render(
         request,
         "pages/checkpoints.html",
-        {"page": page, "error": error, "unbuilt": selectors.unbuilt_checkpoint_periods(now=timezone.now())},
+        {"page": page, "error": error, "unbuilt": unbuilt, "readiness": readiness},
         status=400 if error else 200,
     )
 
@@ -141,6 +143,8 @@ def checkpoint_detail(request: HttpRequest, checkpoint_id: int) -> HttpResponse:
             "can_confirm": checkpoint.status == CheckpointStatus.PENDING,
             "advance_to": next_advance(checkpoint),
             "ranking": checkpoint.ranking or [],
+            "late_scores": late_scores_of(checkpoint),
+            "verification": (checkpoint.meta or {}).get("verification") or {},
             "emission": emission,
             "reward_lists": [
                 ("Crunchers", "cruncher_index", emission.get("cruncher_rewards") or []),

@@ -22,7 +22,7 @@ PAGES = [
     ("/predictions?model=m-alpha&status=SCORED", 5),
     # ingestion states; per stream (the seeded synthetic one + the configured pyth one): count+oldest, recent tape
     ("/feeds", 10),
-    ("/checkpoints", 4),  # one page of rows, newest checkpoint end (unbuilt periods)
+    ("/checkpoints", 7),  # one page of rows, newest checkpoint end, readiness (schedules, inputs, 2 heartbeats)
     ("/health", 8),  # overview (2), live processes, 2 queue counts, newest checkpoint end
 ]
 

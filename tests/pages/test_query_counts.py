@@ -50,7 +50,7 @@ def test_page_query_count_is_pinned_and_flat(client, django_assert_num_queries, 
 
 def test_checkpoint_detail_query_count_is_pinned(client, django_assert_num_queries):
     seeded = seed_node(now=timezone.now())
-    with django_assert_num_queries(5):  # badge 2, checkpoint, transitions, leaf count
+    with django_assert_num_queries(6):  # badge 2, checkpoint, transitions, leaf count, late scores
         assert client.get(f"/checkpoints/{seeded.checkpoint.id}").status_code == 200
 
 

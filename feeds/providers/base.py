@@ -18,6 +18,7 @@ from django.conf import settings
 from coordinator_site.boundary import (
     MAX_ABS_JSON_NUMBER,
     NOT_JSON,
+    TOO_LARGE,
     Rejected,
     clean_json,
     clean_number,
@@ -78,6 +79,7 @@ MAX_PRICE = 1e12  # a price (tick price, candle open/high/low/close): 0 < price 
 MAX_VOLUME = MAX_ABS_JSON_NUMBER  # a candle's volume: 0 <= volume <= 1e15
 MAX_NUMBER_TEXT = 64  # a number sent as text ("68512.34000000") is at most this long
 MAX_VALUE_NAME = 64  # the name of an extra value (e.g. pyth's "conf")
+MAX_META_CHARS = 4096  # a record's meta as compact JSON (providers put a few ids there, never documents)
 MIN_TS_EVENT = datetime(1970, 1, 1, tzinfo=UTC)  # ts_event must lie in [MIN_TS_EVENT, MAX_TS_EVENT)
 MAX_TS_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
 # The model's column widths: longer text would make PostgreSQL refuse the whole statement.
@@ -245,11 +247,13 @@ def check_ts_event(ts_event: Any) -> datetime:
 
 
 _EMPTY_META: dict = {}
+_META_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _CLEAN_METAS: dict[tuple, None] = {}  # metas already found clean (a page usually repeats one)
 
 
 def check_meta(meta: Any) -> dict:
-    """`meta` as a storable JSON object (the boundary's clean_json; None means {}), else Rejected."""
+    """`meta` as a storable JSON object (the boundary's clean_json; None means {}) of at most
+    MAX_META_CHARS, else Rejected. A meta found clean is remembered, so a page repeating one pays once."""
     if meta is None:
         return _EMPTY_META
     if not isinstance(meta, dict):
@@ -261,6 +265,9 @@ def check_meta(meta: Any) -> dict:
     except TypeError:  # unhashable values (nested lists/dicts): checked every time
         key = None
     clean_json(meta, field="meta")
+    size = len(_META_JSON(meta))
+    if size > MAX_META_CHARS:
+        raise Rejected(TOO_LARGE, f"meta is {size} characters of JSON (at most {MAX_META_CHARS})")
     if key is not None:
         if len(_CLEAN_METAS) > 4096:
             _CLEAN_METAS.clear()

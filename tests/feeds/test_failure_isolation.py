@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from coordinator_site.boundary import NON_FINITE_NUMBER, OUT_OF_RANGE, TOO_LARGE, UNSTORABLE_TEXT
+from coordinator_site.models import WorkerHeartbeat
 from feeds.choices import BackfillStatus
 from feeds.dims import NormalizedRecord
 from feeds.models import BackfillJob, FeedIngestionState, FeedRecord
@@ -103,6 +104,7 @@ def test_run_feed_over_a_csv_with_a_10_mb_line_stores_the_good_rows_and_records_
     assert "TOO_LARGE" in state.last_error
     assert state.consecutive_errors == 0
     assert "rejected 1 of" in result.stdout + result.stderr  # one aggregated warning in the worker's log
+    assert WorkerHeartbeat.objects.get(name="run_feed").counters["rejected"] == 1
 
 
 def test_backfill_feed_over_a_csv_with_a_10_mb_line_fails_its_job_with_the_error_and_no_traceback(

@@ -85,7 +85,6 @@ MAX_TS_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
 # The model's column widths: longer text would make PostgreSQL refuse the whole statement.
 DIMS_MAX_CHARS = {"source": 32, "subject": 64, "kind": 16, "granularity": 8}
 PRICE_FIELDS = frozenset(CANDLE_FIELDS + TICK_FIELDS)
-_FAST_NAMES = PRICE_FIELDS | {"volume"}
 
 # Feed-specific reason codes, next to the boundary's (UNSTORABLE_TEXT, NON_FINITE_NUMBER,
 # OUT_OF_RANGE, NOT_JSON, TOO_LARGE, TOO_DEEP); docs/failure-isolation-feeds.md lists them all.
@@ -197,21 +196,27 @@ def check_values(kind: str, values: Any) -> dict[str, float]:
     if not isinstance(values, dict):
         raise Rejected(MALFORMED, f"values is {type(values).__name__}, not an object")
     names, required = (CANDLE_FIELDS, _CANDLE_REQUIRED) if kind == "candle" else (TICK_FIELDS, _TICK_REQUIRED)
-    # Fast path for bulk ingest of already-numeric values (no copy, returns the same dict): only known
-    # names, every required one present, every value a float, their sum finite (so none is NaN or
-    # infinite), all > 0 and <= MAX_PRICE. Anything else (a zero volume, text, an extra value) takes
-    # the exact path below.
+    # Fast path for bulk ingest of already-numeric values (no copy, returns the same dict): exactly the
+    # required names (and a candle's volume), every value a float, their sum finite (so none is NaN or
+    # infinite), and within range -- for a candle, low > 0 and high <= MAX_PRICE bound all four prices
+    # once the consistency check below holds. Anything else takes the exact path, which says why.
+    clean = None
     floats = values.values()
-    if (
-        values.keys() >= required
-        and values.keys() <= _FAST_NAMES
-        and {*map(type, floats)} == _FLOAT_ONLY
-        and math.isfinite(sum(floats))
-        and min(floats) > 0.0
-        and max(floats) <= MAX_PRICE
-    ):
-        clean = values
-    else:
+    if kind == "candle":
+        size = len(values)
+        if (
+            (size == 4 or (size == 5 and "volume" in values))
+            and values.keys() >= required
+            and {*map(type, floats)} == _FLOAT_ONLY
+            and math.isfinite(sum(floats))
+            and values["low"] > 0.0
+            and values["high"] <= MAX_PRICE
+            and 0.0 <= values.get("volume", 0.0) <= MAX_VOLUME
+        ):
+            clean = values
+    elif len(values) == 1 and type(price := values.get("price")) is float and 0.0 < price <= MAX_PRICE:
+        clean = values  # (NaN fails the comparison, infinity the bound)
+    if clean is None:
         clean = {name: clean_value(name, values.get(name)) for name in names}
         for name, value in values.items():
             if name not in clean and value is not None:
@@ -235,8 +240,11 @@ def _check_dims(source: Any, subject: Any, kind: Any, granularity: Any) -> None:
 
 def check_ts_event(ts_event: Any) -> datetime:
     """An aware datetime within [MIN_TS_EVENT, MAX_TS_EVENT), else Rejected(BAD_TIMESTAMP)."""
-    if not isinstance(ts_event, datetime) or ts_event.tzinfo is None or ts_event.utcoffset() is None:
-        raise Rejected(BAD_TIMESTAMP, f"ts_event must be an aware datetime, got {escape_text(ts_event, max_chars=80)}")
+    if ts_event.__class__ is not datetime or ts_event.tzinfo is not UTC:  # the common case costs two checks
+        if not isinstance(ts_event, datetime) or ts_event.tzinfo is None or ts_event.utcoffset() is None:
+            raise Rejected(
+                BAD_TIMESTAMP, f"ts_event must be an aware datetime, got {escape_text(ts_event, max_chars=80)}"
+            )
     try:
         inside = MIN_TS_EVENT <= ts_event < MAX_TS_EVENT
     except OverflowError:  # an offset that pushes it past datetime's range

@@ -554,7 +554,13 @@ def backfill_job_step(*, job: BackfillJob, provider: FeedProvider, worker: str, 
 
 def backfill_job_fail(*, job: BackfillJob, worker: str, error: str, cursor: datetime | None = None) -> None:
     """Record a failure (the error escaped, the lease released); the job can be resumed later from its
-    cursor -- or from `cursor` when given (e.g. the first page that had rejected records)."""
+    cursor -- or from `cursor` when given. If this run had rejected records, their summary is added
+    and the cursor goes back to the first page that had one (so a re-run re-fetches it)."""
+    run = _run_rejections(job)
+    if run.rejections.total:
+        if error != run.error():
+            error = f"{error}; {run.error()}"
+        cursor = min(cursor or job.cursor, run.first_page_at)
     fields = {"cursor": cursor} if cursor is not None else {}
     BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
         status=BackfillStatus.FAILED,

@@ -398,3 +398,42 @@ def test_a_page_of_rejections_is_one_warning_not_one_per_row(caplog):
         assert len(parse_page(items, parse, source="binance")) == 1
     [message] = [r.getMessage() for r in caplog.records]
     assert message.startswith("rejected 500 of 501 record(s) from binance: NOT_A_NUMBER x500 (")
+
+
+SYNTHETIC_ARGS = ["--source", "synthetic", "--subject", "BTC", "--kind", "candle", "--granularity", "1m"]
+ONE_HOUR = ["--start", "2026-11-02T00:00:00Z", "--end", "2026-11-02T01:00:00Z", "--no-progress"]
+
+
+def a_bad_page_then(monkeypatch, then):
+    """SyntheticProvider.fetch answering a page with one bad candle first, then `then(start)`."""
+    calls = []
+
+    def fetch(self, dims, start, end, limit):
+        calls.append(start)
+        if len(calls) == 1:
+            bad = NormalizedRecord("synthetic", "BTC", "candle", "1m", start + timedelta(minutes=1), {"close": 1.0})
+            return [candle(0), bad, candle(2)]
+        return then(start)
+
+    monkeypatch.setattr(SyntheticProvider, "fetch", fetch)
+
+
+def test_an_error_after_a_page_with_rejections_keeps_both_reasons_and_the_first_bad_page(monkeypatch):
+    def explode(start):
+        raise RuntimeError(f"boom at {start.isoformat()}")
+
+    a_bad_page_then(monkeypatch, explode)
+    with pytest.raises(CommandError, match="boom"):
+        call_command("backfill_feed", *SYNTHETIC_ARGS, *ONE_HOUR)
+    job = BackfillJob.objects.get()
+    assert (job.status, job.cursor, job.lease_until) == (BackfillStatus.FAILED, T0, None)
+    assert job.error.startswith("RuntimeError: boom at 2026-11-02T00:03:00+00:00; rejected 1 record(s): MISSING_FIELD")
+    assert len(stored_stamps(dims())) == 2
+
+
+def test_a_page_budget_spent_after_rejections_fails_the_job_instead_of_releasing_it(monkeypatch):
+    a_bad_page_then(monkeypatch, lambda start: [candle(5)])
+    with pytest.raises(CommandError, match="MISSING_FIELD"):
+        call_command("backfill_feed", *SYNTHETIC_ARGS, *ONE_HOUR, "--max-pages", "1")
+    job = BackfillJob.objects.get()
+    assert (job.status, job.cursor, job.lease_until) == (BackfillStatus.FAILED, T0, None)

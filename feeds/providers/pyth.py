@@ -36,8 +36,8 @@ FEED_IDS = {
 
 # TradingView resolutions (seconds resolutions carry an `S` suffix, minutes are bare numbers).
 UDF_RESOLUTIONS = {"1s": "1S", "1m": "1", "5m": "5", "15m": "15", "1h": "60", "4h": "240", "1d": "1D"}
-MAX_EMPTY_HOPS = 5
-MAX_ABS_EXPO = 64  # Pyth's exponents are around -8; one beyond this is no price  # `no_data` + nextTime jumps followed per fetch before giving up
+MAX_EMPTY_HOPS = 5  # `no_data` + nextTime jumps followed per fetch before giving up
+MAX_ABS_EXPO = 64  # Pyth's exponents are around -8; one beyond this is no price
 
 
 def feed_id(subject: str) -> str:

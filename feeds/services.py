@@ -18,11 +18,12 @@ from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from coordinator_site.boundary import Rejected, escape_text
 from feeds.choices import BackfillStatus
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
 from feeds.models import BackfillJob, FeedIngestionState, FeedRecord
 from feeds.providers import FeedProvider, ProviderConfigError, ProviderError, ProviderRateLimited, get_provider
-from feeds.providers.base import RecordRejected, check_record
+from feeds.providers.base import Rejections, check_record, collect_rejections, report_rejections
 
 log = logging.getLogger("feeds")
 
@@ -47,22 +48,29 @@ def configured_dims() -> list[FeedDims]:
 def ingest_records(records: Iterable[NormalizedRecord]) -> int:
     """Store records (insert or update by natural key) and advance each stream's watermark, in one transaction.
 
-    Unusable records are rejected one by one with a logged reason; the rest are stored. Duplicates in
-    the input keep the last one. The watermark only moves forward (GREATEST), so back-filling old
-    history never moves it backwards. Returns the number of records stored (inserted or updated).
+    Every record passes `check_record` (the feed's sanitising boundary) first: an unusable one is
+    rejected with its reason code -- counted in the open `collect_rejections` and logged as one
+    warning per call, not per row -- and the rest are stored. Duplicates (same stream and ts_event)
+    are resolved *after* that check, so a bad row never replaces a good one: the last valid record
+    wins. The watermark only moves forward (GREATEST), so back-filling old history never moves it
+    backwards. Returns the number of records stored (inserted or updated).
     """
     streams: dict[tuple[str, str, str, str], dict[datetime, NormalizedRecord]] = {}
+    rejected = Rejections()
+    seen = 0
     for record in records:
+        seen += 1
         try:
             record = check_record(record)
-        except RecordRejected as exc:
-            log.warning("rejected record: %s", exc)
+        except Rejected as exc:
+            rejected.add(exc.code, exc.detail)
             continue
         key = (record.source, record.subject, record.kind, record.granularity)  # cheaper than record.dims
         by_ts = streams.get(key)
         if by_ts is None:
             by_ts = streams[key] = {}
         by_ts[record.ts_event] = record
+    report_rejections(rejected, source="ingest", seen=seen)
     if not streams:
         return 0
     upsert = _upsert_postgres if connection.vendor == "postgresql" else _upsert_generic
@@ -289,6 +297,7 @@ class PollOutcome:
     skipped: bool = False
     caught_up: bool = True
     error: str = ""
+    rejected: int = 0  # records the feed's boundary rejected during the pass (the good ones were stored)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -311,9 +320,12 @@ def error_backoff(*, failures: int, exc: Exception) -> float:
 def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100) -> PollOutcome:
     """One pass over one stream: back-fill from the watermark after a stall (or on first start), then poll.
 
-    Skipped while `next_poll_at` is in the future. A provider error is recorded on the stream's
-    FeedIngestionState (last_error, consecutive_errors) and pushes `next_poll_at` out by a capped
-    backoff (or the server's Retry-After); it is returned, never raised.
+    Skipped while `next_poll_at` is in the future. A provider error -- or anything else the pass
+    raises, e.g. a body no parser expected -- is recorded on the stream's FeedIngestionState
+    (last_error, consecutive_errors) and pushes `next_poll_at` out by a capped backoff (or the
+    server's Retry-After); it is returned, never raised, so one stream never stops the others.
+    Records rejected by the feed's boundary do not fail the pass (the good ones are stored): they
+    are counted in `outcome.rejected` and summarised in last_error (escaped, with last_error_at).
     """
     now = timezone.now()
     state, _ = FeedIngestionState.objects.get_or_create(**dims.as_filter())
@@ -321,29 +333,39 @@ def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100)
         return PollOutcome(dims=dims, skipped=True)
     outcome = PollOutcome(dims=dims)
     note = ""
-    try:
-        watermark = state.last_event_ts
-        if watermark is None or now - watermark > stall_threshold(dims):
-            start = watermark or now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
-            try:
-                fill = fill_range(dims=dims, provider=provider, start=start, end=now, max_pages=max_pages)
-            except ProviderConfigError as exc:
-                # No history configured (e.g. PYTH_HISTORY_URL): keep polling, but say the gap stays open.
-                note = f"gap since {start.isoformat()} not back-filled: {exc}"
-                fill = RangeFill(complete=True)
-            outcome.written += fill.written
-            outcome.caught_up = fill.complete
-            outcome.counts["backfill_pages"] = fill.pages
-        if outcome.caught_up:
-            outcome.written += ingest_records(provider.latest(dims))
-    except ProviderError as exc:
+    failure: Exception | None = None
+    with collect_rejections() as rejected:
+        try:
+            watermark = state.last_event_ts
+            if watermark is None or now - watermark > stall_threshold(dims):
+                start = watermark or now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
+                try:
+                    fill = fill_range(dims=dims, provider=provider, start=start, end=now, max_pages=max_pages)
+                except ProviderConfigError as exc:
+                    # No history configured (e.g. PYTH_HISTORY_URL): keep polling, but say the gap stays open.
+                    note = f"gap since {start.isoformat()} not back-filled: {exc}"
+                    fill = RangeFill(complete=True)
+                outcome.written += fill.written
+                outcome.caught_up = fill.complete
+                outcome.counts["backfill_pages"] = fill.pages
+            if outcome.caught_up:
+                outcome.written += ingest_records(provider.latest(dims))
+        except Exception as exc:  # a provider error, or anything one bad answer makes a parser raise
+            if not isinstance(exc, ProviderError):
+                log.exception("feed %s: unexpected error", dims)
+            failure = exc
+            outcome.error = escape_text(f"{type(exc).__name__}: {exc}")
+    outcome.rejected = rejected.total
+    if rejected.total:
+        outcome.counts["rejected"] = rejected.total
+    if failure is not None:
         failures = state.consecutive_errors + 1
-        delay = error_backoff(failures=failures, exc=exc)
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        log.warning("feed %s failed (%d in a row), next attempt in %.0fs: %s", dims, failures, delay, exc)
+        delay = error_backoff(failures=failures, exc=failure)
+        log.warning("feed %s failed (%d in a row), next attempt in %.0fs: %s", dims, failures, delay, outcome.error)
+        error = "; ".join([outcome.error, *([rejected.summary()] if rejected.total else [])])
         FeedIngestionState.objects.filter(pk=state.pk).update(
             last_polled_at=now,
-            last_error=outcome.error,
+            last_error=escape_text(error),
             last_error_at=now,
             consecutive_errors=F("consecutive_errors") + 1,
             next_poll_at=now + timedelta(seconds=delay),
@@ -351,6 +373,9 @@ def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100)
         return outcome
     if note and note != state.last_error:
         log.warning("feed %s: %s", dims, note)
+    if rejected.total:
+        note = "; ".join([*([note] if note else []), rejected.summary()])
+    note = escape_text(note)
     # Not caught up yet (page budget spent): come back at once rather than after the poll interval.
     wait = timedelta(seconds=settings.FEED_POLL_SECONDS) if outcome.caught_up else timedelta(0)
     FeedIngestionState.objects.filter(pk=state.pk).update(
@@ -460,47 +485,103 @@ def backfill_job_claim(*, job: BackfillJob, worker: str) -> BackfillJob:
     return job
 
 
+@dataclass
+class BackfillRunRejections:
+    """Records rejected during one claim of a job (kept on the job object by backfill_job_step)."""
+
+    rejections: Rejections = field(default_factory=Rejections)
+    first_page_at: datetime | None = None  # the cursor of the first page that had a rejected record
+
+    def error(self) -> str:
+        return escape_text(
+            f"{self.rejections.summary()}; from the page at {self.first_page_at.isoformat()}", max_chars=4000
+        )
+
+
+def _run_rejections(job: BackfillJob) -> BackfillRunRejections:
+    run = getattr(job, "run_rejections", None)
+    if run is None:
+        run = job.run_rejections = BackfillRunRejections()
+    return run
+
+
 def backfill_job_step(*, job: BackfillJob, provider: FeedProvider, worker: str, page_size: int | None = None) -> int:
     """Fetch one page from the job's cursor and store it with the cursor/lease update in one transaction.
 
     Returns the records written by this page; marks the job completed when the cursor reaches `end`.
+    Records rejected by the feed's boundary never stop the run (the page's good records are stored);
+    they are summarised in the job's `error` as they come, and when the cursor reaches `end` a run
+    that had any ends FAILED instead of completed, lease released, cursor set back to the first page
+    that had one (so a re-run after fixing the source re-fetches from there; re-ingest is idempotent).
     Raises LeaseLost (writing nothing) if another worker took the job over meanwhile.
     """
     dims = FeedDims(job.source, job.subject, job.kind, job.granularity)
-    page = provider.fetch(dims, job.cursor, job.end, page_size or settings.FEED_PAGE_SIZE)  # outside the transaction
-    cursor = job.end if not page else max(job.cursor, next_cursor(dims, max(r.ts_event for r in page)))
-    cursor = min(cursor, job.end)
-    done = cursor >= job.end
-    now = timezone.now()
-    with transaction.atomic():
-        written = ingest_records(page)
-        changed = BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
-            cursor=cursor,
-            records_written=F("records_written") + written,
-            pages_fetched=F("pages_fetched") + 1,
-            lease_until=now + timedelta(seconds=settings.FEED_BACKFILL_LEASE_SECONDS),
-            status=BackfillStatus.COMPLETED if done else BackfillStatus.RUNNING,
-            updated_at=now,
-        )
-        if not changed:
-            raise LeaseLost(f"backfill job {job.pk} was taken over; page at {job.cursor.isoformat()} not stored")
-    job.cursor = cursor
+    page_at = job.cursor
+    run = _run_rejections(job)
+    with collect_rejections() as rejected:
+        page = provider.fetch(
+            dims, job.cursor, job.end, page_size or settings.FEED_PAGE_SIZE
+        )  # outside the transaction
+        cursor = job.end if not page else max(job.cursor, next_cursor(dims, max(r.ts_event for r in page)))
+        cursor = min(cursor, job.end)
+        done = cursor >= job.end
+        now = timezone.now()
+        with transaction.atomic():
+            written = ingest_records(page)
+            if rejected.total:
+                run.rejections.merge(rejected)
+                run.first_page_at = run.first_page_at or page_at
+            failed = done and run.rejections.total > 0
+            status = BackfillStatus.FAILED if failed else BackfillStatus.COMPLETED if done else BackfillStatus.RUNNING
+            changed = BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
+                cursor=run.first_page_at if failed else cursor,
+                records_written=F("records_written") + written,
+                pages_fetched=F("pages_fetched") + 1,
+                lease_until=None if failed else now + timedelta(seconds=settings.FEED_BACKFILL_LEASE_SECONDS),
+                status=status,
+                error=run.error() if run.rejections.total else "",
+                updated_at=now,
+            )
+            if not changed:
+                raise LeaseLost(f"backfill job {job.pk} was taken over; page at {job.cursor.isoformat()} not stored")
+    job.cursor = run.first_page_at if failed else cursor
     job.records_written += written
     job.pages_fetched += 1
-    if done:
-        job.status = BackfillStatus.COMPLETED
+    job.status = status
+    job.error = run.error() if run.rejections.total else ""
     return written
 
 
-def backfill_job_fail(*, job: BackfillJob, worker: str, error: str) -> None:
-    """Record a failure; the job keeps its cursor and can be resumed later."""
+def backfill_job_fail(*, job: BackfillJob, worker: str, error: str, cursor: datetime | None = None) -> None:
+    """Record a failure (the error escaped, the lease released); the job can be resumed later from its
+    cursor -- or from `cursor` when given. If this run had rejected records, their summary is added
+    and the cursor goes back to the first page that had one (so a re-run re-fetches it)."""
+    run = _run_rejections(job)
+    if run.rejections.total:
+        if error != run.error():
+            error = f"{error}; {run.error()}"
+        cursor = min(cursor or job.cursor, run.first_page_at)
+    fields = {"cursor": cursor} if cursor is not None else {}
     BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
-        status=BackfillStatus.FAILED, error=error[-4000:], lease_until=None, updated_at=timezone.now()
+        status=BackfillStatus.FAILED,
+        error=escape_text(error, max_chars=4000),
+        lease_until=None,
+        updated_at=timezone.now(),
+        **fields,
     )
 
 
 def backfill_job_release(*, job: BackfillJob, worker: str) -> None:
-    """Give the job up on purpose (page budget spent): still running, but claimable at once from its cursor."""
+    """Give the job up on purpose (page budget spent): still running, but claimable at once from its cursor.
+
+    If this run had rejected records, the job fails instead (see backfill_job_step), so that a later
+    run cannot complete the range without re-fetching the pages that had them.
+    """
+    run = _run_rejections(job)
+    if run.rejections.total:
+        backfill_job_fail(job=job, worker=worker, error=run.error(), cursor=run.first_page_at)
+        job.status, job.cursor, job.error = BackfillStatus.FAILED, run.first_page_at, run.error()
+        return
     BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING, claimed_by=worker).update(
         lease_until=timezone.now(), updated_at=timezone.now()
     )

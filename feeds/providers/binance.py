@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
 from feeds.providers.base import (
+    BAD_TIMESTAMP,
     ProviderConfigError,
     ProviderError,
     ProviderRateLimited,
@@ -130,7 +131,7 @@ class BinanceProvider:
             raise RecordRejected(f"kline is not a 12-field array: {row!r}")
         open_ms = row[0]
         if isinstance(open_ms, bool) or not isinstance(open_ms, int):
-            raise RecordRejected(f"kline open time is not an integer: {open_ms!r}")
+            raise RecordRejected(f"kline open time is not an integer: {open_ms!r}", BAD_TIMESTAMP)
         opened = from_epoch(open_ms / 1000)
         if dims.kind == "tick":
             ts_event, values = from_epoch((row[6] + 1) / 1000), {"price": row[4]}

@@ -11,8 +11,12 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.utils import timezone
 
+from coordinator_site.boundary import OUT_OF_RANGE, clean_text, escape_text
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
 from feeds.providers.base import (
+    BAD_TIMESTAMP,
+    MAX_NUMBER_TEXT,
+    NOT_A_NUMBER,
     ProviderConfigError,
     ProviderUnavailable,
     RecordRejected,
@@ -33,6 +37,7 @@ FEED_IDS = {
 # TradingView resolutions (seconds resolutions carry an `S` suffix, minutes are bare numbers).
 UDF_RESOLUTIONS = {"1s": "1S", "1m": "1", "5m": "5", "15m": "15", "1h": "60", "4h": "240", "1d": "1D"}
 MAX_EMPTY_HOPS = 5  # `no_data` + nextTime jumps followed per fetch before giving up
+MAX_ABS_EXPO = 64  # Pyth's exponents are around -8; one beyond this is no price
 
 
 def feed_id(subject: str) -> str:
@@ -45,13 +50,23 @@ def feed_id(subject: str) -> str:
 
 
 def scaled(price, expo) -> float:
-    """price x 10^expo, exact in Decimal (Pyth sends the mantissa as a string)."""
+    """price x 10^expo, exact in Decimal (Pyth sends the mantissa as a string); Rejected if either is unusable.
+
+    The result is bounded by check_record like any value (a price must be > 0 and <= MAX_PRICE)."""
     if isinstance(expo, bool) or not isinstance(expo, int):
-        raise RecordRejected(f"expo is not an integer: {expo!r}")
+        raise RecordRejected(f"expo is not an integer: {escape_text(expo, max_chars=80)}")
+    if abs(expo) > MAX_ABS_EXPO:
+        raise RecordRejected(f"expo {expo} is beyond ±{MAX_ABS_EXPO}", OUT_OF_RANGE)
+    if isinstance(price, str):
+        clean_text(price, field="price", max_chars=MAX_NUMBER_TEXT)
+    elif isinstance(price, bool) or not isinstance(price, int | float):
+        raise RecordRejected(f"price is {type(price).__name__}, not a number", NOT_A_NUMBER)
     try:
-        return float(Decimal(str(price)).scaleb(expo))
-    except InvalidOperation:
-        raise RecordRejected(f"price is not a number: {price!r}") from None
+        return float(Decimal(price).scaleb(expo))
+    except (InvalidOperation, ValueError):
+        raise RecordRejected(f"price is not a number: {escape_text(repr(price), max_chars=80)}", NOT_A_NUMBER) from None
+    except ArithmeticError:  # decimal.Overflow: an exponent far beyond any price
+        raise RecordRejected(f"price {price!r} x 10^{expo} is out of range", OUT_OF_RANGE) from None
 
 
 class PythProvider:
@@ -93,7 +108,7 @@ class PythProvider:
         price = item["price"]
         publish_time = price.get("publish_time")
         if isinstance(publish_time, bool) or not isinstance(publish_time, int):
-            raise RecordRejected(f"publish_time is not an integer: {publish_time!r}")
+            raise RecordRejected(f"publish_time is not an integer: {publish_time!r}", BAD_TIMESTAMP)
         return NormalizedRecord(
             source=self.source,
             subject=dims.subject,
@@ -173,7 +188,7 @@ class PythProvider:
     def _parse_bar(self, dims: FeedDims, row: dict, shift: int) -> NormalizedRecord:
         t = row["t"]
         if isinstance(t, bool) or not isinstance(t, int | float):
-            raise RecordRejected(f"bar time is not a number: {t!r}")
+            raise RecordRejected(f"bar time is not a number: {t!r}", BAD_TIMESTAMP)
         if dims.kind == "tick":
             values = {"price": row["c"]}
         else:

@@ -17,7 +17,9 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils import timezone
 
+from coordinator_site.boundary import Rejected
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
+from feeds.providers.base import ProviderConfigError, clean_value, parse_page
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 _ANCHOR_S = int(ANCHOR.timestamp())
@@ -95,7 +97,11 @@ class SyntheticProvider:
 
     def __init__(self, *, seed: int | None = None, start_price: float | None = None, volatility: float | None = None):
         self.seed = settings.SYNTHETIC_SEED if seed is None else seed
-        self.start_price = settings.SYNTHETIC_START_PRICE if start_price is None else start_price
+        start_price = settings.SYNTHETIC_START_PRICE if start_price is None else start_price
+        try:  # a start price no record could carry is a setting to fix, not a flood of rejected rows
+            self.start_price = clean_value("price", start_price)
+        except Rejected as exc:
+            raise ProviderConfigError(f"SYNTHETIC_START_PRICE: {exc.detail}") from None
         self.sigma = (settings.SYNTHETIC_VOLATILITY if volatility is None else volatility) / math.sqrt(MINUTE)
         self._walks: dict[str, SyntheticWalk] = {}
 
@@ -134,16 +140,22 @@ class SyntheticProvider:
         last = now_s if dims.kind == "tick" else now_s - length
         first = -(-math.ceil(start.timestamp()) // length) * length
         stop = min(math.ceil(end.timestamp()), last + 1)
-        return [self.record_at(dims, s) for s in range(first, stop, length)[:limit] if s < end.timestamp()]
+        seconds = [s for s in range(first, stop, length)[:limit] if s < end.timestamp()]
+        return self._page(dims, seconds)
+
+    def _page(self, dims: FeedDims, seconds: list[int]) -> list[NormalizedRecord]:
+        # Through the same per-record limits as every provider: a walk that wanders to a price that
+        # rounds to 0.00 (or beyond MAX_PRICE) yields rejected records, never stored ones.
+        return parse_page(seconds, lambda s: self.record_at(dims, s), source=self.source)
 
     def latest(self, dims: FeedDims) -> list[NormalizedRecord]:
         length = granularity_seconds(dims.granularity)
         now_s = int(timezone.now().timestamp()) // length * length
         newest = now_s if dims.kind == "tick" else now_s - length
-        return [self.record_at(dims, newest)]
+        return self._page(dims, [newest])
 
     def window(self, dims: FeedDims, start: datetime, count: int) -> list[NormalizedRecord]:
         """`count` consecutive records from `start` regardless of the clock (benchmarks, demos)."""
         length = granularity_seconds(dims.granularity)
         first = int(start.timestamp()) // length * length
-        return [self.record_at(dims, first + i * length) for i in range(count)]
+        return self._page(dims, [first + i * length for i in range(count)])

@@ -8,6 +8,7 @@ import time_machine
 
 from feeds.models import FeedRecord
 from feeds.providers import ProviderRateLimited, ProviderUnavailable
+from feeds.providers.base import collect_rejections
 from feeds.providers.binance import BinanceProvider, symbol_for
 from feeds.services import fill_range, ingest_records
 from tests.factories import T0
@@ -119,10 +120,10 @@ def test_garbage_klines_are_rejected_and_good_ones_kept(binance, httpserver, cap
     with caplog.at_level(logging.WARNING, logger="feeds.providers"), time_machine.travel(T0 + timedelta(hours=1)):
         records = binance.fetch(CANDLE, T0, T0 + timedelta(minutes=5), 10)
     assert [r.ts_event for r in records] == [T0]
-    messages = [r.getMessage() for r in caplog.records if "rejected record from binance" in r.getMessage()]
-    assert len(messages) == 2
-    assert "'open' is not a number: 'abc'" in messages[0]
-    assert "12-field array" in messages[1]
+    [message] = [r.getMessage() for r in caplog.records if "record(s) from binance" in r.getMessage()]
+    assert message.startswith("rejected 2 of 3 record(s) from binance:")
+    assert "NOT_A_NUMBER x1 (values.open is not a number: 'abc')" in message
+    assert "MALFORMED x1 (kline is not a 12-field array" in message
 
 
 def test_ticks_come_from_the_symbol_ticker(binance, httpserver):
@@ -133,3 +134,24 @@ def test_ticks_come_from_the_symbol_ticker(binance, httpserver):
         [record] = binance.latest(dims("binance", "BTC", "tick", "1s"))
     assert record.values == {"price": 68512.34}
     assert record.ts_event == T0 + timedelta(seconds=7)
+
+
+def test_klines_with_prices_that_are_no_prices_are_rejected_and_the_good_ones_kept(binance, httpserver):
+    def kline(minute, o="100", h="101", low="99", c="100.5", v="1.5"):
+        opened = (T0_S + 60 * minute) * 1000
+        return [opened, o, h, low, c, v, opened + 59_999, "0", 1, "0", "0", "0"]
+
+    rows = [
+        kline(0),
+        kline(1, low="0", o="0"),  # a zero price
+        kline(2, o="-1", low="-2"),  # negative
+        kline(3, h="1e308"),  # beyond MAX_PRICE
+        kline(4, v="-3"),  # a negative volume
+        kline(5, c="100\x00"),  # NUL
+        kline(6, v="0"),  # a zero volume is fine
+    ]
+    expect_klines(httpserver, ordered=False).respond_with_json(rows)
+    with collect_rejections() as rejected, time_machine.travel(T0 + timedelta(hours=1)):
+        records = binance.fetch(CANDLE, T0, T0 + timedelta(minutes=10), 10)
+    assert [r.ts_event for r in records] == [T0, T0 + timedelta(minutes=6)]
+    assert dict(rejected.counts) == {"OUT_OF_RANGE": 4, "UNSTORABLE_TEXT": 1}

@@ -64,7 +64,7 @@ def test_garbage_is_rejected_per_record_with_a_reason_and_good_records_are_kept(
     good = candle(0)
     bad = [
         NormalizedRecord(
-            "synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=1), {"open": 1, "high": 2, "low": 0}
+            "synthetic", "BTC", "candle", "1m", T0 + timedelta(minutes=1), {"open": 1, "high": 2, "low": 0.5}
         ),
         NormalizedRecord(
             "synthetic",
@@ -72,7 +72,7 @@ def test_garbage_is_rejected_per_record_with_a_reason_and_good_records_are_kept(
             "candle",
             "1m",
             T0 + timedelta(minutes=2),
-            {"open": "x", "high": 2, "low": 0, "close": 1},
+            {"open": "x", "high": 2, "low": 0.5, "close": 1},
         ),
         NormalizedRecord(
             "synthetic",
@@ -80,7 +80,7 @@ def test_garbage_is_rejected_per_record_with_a_reason_and_good_records_are_kept(
             "candle",
             "1m",
             T0 + timedelta(minutes=3),
-            {"open": math.nan, "high": 2, "low": 0, "close": 1},
+            {"open": math.nan, "high": 2, "low": 0.5, "close": 1},
         ),
         NormalizedRecord("synthetic", "BTC", "tick", "1s", T0, {"price": math.inf}),
         NormalizedRecord("synthetic", "BTC", "tick", "1s", T0.replace(tzinfo=None), {"price": 1}),
@@ -88,12 +88,12 @@ def test_garbage_is_rejected_per_record_with_a_reason_and_good_records_are_kept(
     with caplog.at_level(logging.WARNING, logger="feeds"):
         assert ingest_records([*bad[:2], good, *bad[2:]]) == 1
     assert tape() == [(T0, good.values)]
-    reasons = "\n".join(r.getMessage() for r in caplog.records)
-    assert "missing field 'close'" in reasons
-    assert "'open' is not a number: 'x'" in reasons
-    assert "'open' is not finite" in reasons
-    assert "'price' is not finite" in reasons
-    assert "aware datetime" in reasons
+    [reasons] = [r.getMessage() for r in caplog.records]  # one warning for the page, not one per row
+    assert reasons.startswith("rejected 5 of 6 record(s) from ingest:")
+    assert "MISSING_FIELD x1 (missing field 'close')" in reasons
+    assert "NOT_A_NUMBER x1 (values.open is not a number: 'x')" in reasons
+    assert "NON_FINITE_NUMBER x2 (values.open is nan | values.price is inf)" in reasons
+    assert "BAD_TIMESTAMP x1 (ts_event must be an aware datetime" in reasons
 
 
 def test_numeric_strings_are_stored_as_numbers():
@@ -206,17 +206,20 @@ def test_the_fast_check_and_the_exact_one_agree():
         )
 
     page = [
-        tick(0, 1e308, other=1e308),  # finite values whose sum overflows: kept
+        tick(0, 1e12, other=1e15),  # at the bounds: kept
         tick(1, 1.0, other=math.inf),  # an infinite extra value: rejected
         tick(2, -math.inf, other=math.inf),
         tick(3, 2.0, volume=None),  # None extras are dropped
         tick(4, 3, other=True),  # a bool is not a number
+        tick(5, 1e308),  # beyond MAX_PRICE
+        tick(6, 1.0, volume=0.0),  # a zero volume is fine (the exact path)
+        tick(7, 5.0, other=1e16),  # an extra value beyond the JSON bound
         candle(0, 100.0),
         NormalizedRecord(
             D.source, D.subject, D.kind, D.granularity, T0, {"open": 1.0, "high": 2.0, "low": 1.5, "close": 1.0}
         ),
     ]
-    assert ingest_records(page) == 3
-    assert FeedRecord.objects.filter(kind="tick").count() == 2
+    assert ingest_records(page) == 4
+    assert FeedRecord.objects.filter(kind="tick").count() == 3
     assert FeedRecord.objects.get(ts_event=T0 + timedelta(seconds=3)).values == {"price": 2.0}
     assert FeedRecord.objects.get(kind="candle").values == candle(0, 100.0).values

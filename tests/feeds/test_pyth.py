@@ -8,6 +8,7 @@ import time_machine
 
 from feeds.models import FeedRecord
 from feeds.providers import ProviderConfigError, ProviderRateLimited, ProviderUnavailable
+from feeds.providers.base import collect_rejections
 from feeds.providers.pyth import PythProvider, feed_id
 from feeds.services import fill_range
 from tests.factories import T0
@@ -81,12 +82,11 @@ def test_garbage_records_are_rejected_one_by_one_and_good_ones_kept(pyth, httpse
     with caplog.at_level(logging.WARNING, logger="feeds.providers"):
         records = pyth.latest(TICK)
     assert [r.values["price"] for r in records] == [pytest.approx(68524.0)]
-    reasons = [r.getMessage() for r in caplog.records if "rejected record from pyth" in r.getMessage()]
-    assert len(reasons) == 4
-    joined = "\n".join(reasons)
+    [joined] = [r.getMessage() for r in caplog.records if "record(s) from pyth" in r.getMessage()]
+    assert joined.startswith("rejected 4 of 5 record(s) from pyth:")
     assert "KeyError: 'price'" in joined  # missing field
-    assert "not a number" in joined  # "not-a-number"
-    assert "not finite" in joined  # NaN
+    assert "NOT_A_NUMBER x1 (price is not a number: 'not-a-number')" in joined
+    assert "NON_FINITE_NUMBER x1 (values.price is nan)" in joined
     assert "publish_time is not an integer" in joined
 
 
@@ -164,3 +164,29 @@ def test_latest_candle_comes_from_history_and_is_closed(pyth, httpserver):
         )
         [record] = pyth.latest(CANDLE)
     assert record.ts_event == T0 + timedelta(minutes=2)
+
+
+def hermes_update(price: str, expo: int = -8, slot=1, publish_time: int = T0_S + 5) -> dict:
+    return {
+        "id": BTC_FEED_ID,
+        "price": {"price": price, "conf": "100", "expo": expo, "publish_time": publish_time},
+        "metadata": {"slot": slot},
+    }
+
+
+def test_hermes_prices_that_are_no_prices_are_rejected_with_their_reason(pyth, httpserver):
+    updates = [
+        hermes_update("0"),
+        hermes_update("-6852312345678"),
+        hermes_update("1", expo=308),  # 1e308
+        hermes_update("1", expo=10**9),
+        hermes_update("6852\x0012345678"),
+        hermes_update("9" * 100),
+        hermes_update("6852312345678", slot="\ud800"),
+        hermes_update("6852312345678", publish_time=T0_S + 6),  # the one good update
+    ]
+    expect_latest(httpserver).respond_with_json({"parsed": updates})
+    with collect_rejections() as rejected:
+        records = pyth.latest(TICK)
+    assert [(r.ts_event, r.values["price"]) for r in records] == [(T0 + timedelta(seconds=6), 68523.12345678)]
+    assert dict(rejected.counts) == {"OUT_OF_RANGE": 4, "UNSTORABLE_TEXT": 2, "TOO_LARGE": 1}

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from coordinator_site.boundary import escape_text
 from feeds.choices import BackfillStatus
 from feeds.dims import FeedDims
 from feeds.providers import ProviderError, get_provider
@@ -31,7 +32,9 @@ def parse_when(raw: str) -> datetime:
 class Command(BaseCommand):
     help = (
         "Back-fill [start, end) of one stream as a BackfillJob. Re-running the same range resumes the "
-        "unfinished job from its cursor (a job whose worker died is taken over once its lease expires)."
+        "unfinished job from its cursor (a job whose worker died is taken over once its lease expires). "
+        "A run in which records were rejected stores the good ones, then ends the job failed with the "
+        "reasons, its cursor at the first page that had a rejection (exit status 1)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -62,7 +65,7 @@ class Command(BaseCommand):
         pages = 0
         bar = tqdm(unit="rec", unit_scale=True, desc=f"job {job.pk}", disable=options["no_progress"], mininterval=0.5)
         try:
-            while job.status != BackfillStatus.COMPLETED:
+            while job.status == BackfillStatus.RUNNING:
                 if options["max_pages"] is not None and pages >= options["max_pages"]:
                     backfill_job_release(job=job, worker=worker)
                     break
@@ -72,11 +75,22 @@ class Command(BaseCommand):
                 bar.set_postfix_str(f"cursor {job.cursor:%Y-%m-%d %H:%M:%S}", refresh=False)
         except LeaseLost as exc:
             raise CommandError(str(exc)) from exc
-        except (ProviderError, KeyboardInterrupt) as exc:
-            backfill_job_fail(job=job, worker=worker, error=f"{type(exc).__name__}: {exc}")
-            raise CommandError(f"backfill job {job.pk} stopped at {job.cursor.isoformat()}: {exc}") from exc
+        except (Exception, KeyboardInterrupt) as exc:  # whatever stops the run: recorded on the job, no traceback
+            try:
+                backfill_job_fail(job=job, worker=worker, error=f"{type(exc).__name__}: {exc}")
+            except Exception as db_exc:  # e.g. the database itself went away: say so, still no traceback
+                self.stderr.write(escape_text(f"could not record the failure on job {job.pk}: {db_exc}"))
+            raise CommandError(
+                escape_text(f"backfill job {job.pk} stopped at {job.cursor.isoformat()}: {exc}")
+            ) from exc
         finally:
             bar.close()
+        if job.status == BackfillStatus.FAILED:
+            # The good records are stored; the rejected ones are not, so the range is not complete.
+            raise CommandError(
+                f"backfill job {job.pk} failed ({job.records_written} records stored), re-run from "
+                f"{job.cursor.isoformat()} once the source is fixed: {job.error}"
+            )
         self.stdout.write(
             f"backfill job {job.pk} {job.status}: {job.records_written} records in {job.pages_fetched} pages, "
             f"cursor {job.cursor.isoformat()}"

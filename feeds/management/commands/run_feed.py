@@ -27,13 +27,14 @@ class Command(WorkerCommand):
         return self.providers[source]
 
     def run_unit(self, *, batch: int) -> UnitResult:
-        counts = {"records": 0, "stream_errors": 0}
+        counts = {"records": 0, "stream_errors": 0, "rejected": 0}
         found = False
         for dims in self.streams:
             if self.stop:
                 break
             outcome = poll_stream(dims=dims, provider=self.provider(dims.source), max_pages=batch)
             counts["records"] += outcome.written
+            counts["rejected"] += outcome.rejected  # bad rows dropped (the stream's last_error says why)
             if outcome.error:
                 counts["stream_errors"] += 1
                 # The stream's backoff lives in its FeedIngestionState; the heartbeat shows the latest error.
@@ -43,6 +44,6 @@ class Command(WorkerCommand):
             counts["pruned"] = prune_records(batch_size=10_000, max_batches=10)
             self.last_pruned = time.monotonic()
             found = found or counts["pruned"] >= 100_000
-        if not counts["records"] and not counts["stream_errors"] and not counts.get("pruned"):
+        if not any(counts.values()):
             counts = {}
         return UnitResult(found=found, counts=counts)

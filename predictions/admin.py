@@ -48,8 +48,18 @@ class PredictionConfigAdmin(admin.ModelAdmin):
 
 @admin.register(Input)
 class InputAdmin(ReadOnlyAdmin):
-    list_display = ["id", "config", "scheduled_for", "as_of", "resolvable_at", "status", "attempts"]
-    list_filter = ["status", "config"]
+    list_display = [
+        "id",
+        "config",
+        "scheduled_for",
+        "as_of",
+        "resolvable_at",
+        "status",
+        "expiry_reason",
+        "attempts",
+        "short_error",
+    ]
+    list_filter = ["status", "expiry_reason", "config"]
     list_select_related = ["config"]
     raw_id_fields = ["config"]
     search_fields = ["=id"]
@@ -60,6 +70,10 @@ class InputAdmin(ReadOnlyAdmin):
     raw_data_pretty = pretty_json("raw_data")
     scope_pretty = pretty_json("scope")
     actuals_pretty = pretty_json("actuals")
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Input) -> str:
+        return (obj.last_error or "")[:120]
 
 
 @admin.register(Prediction)

@@ -39,3 +39,9 @@ def poison_scorer(prediction, ground_truth):
 
 def always_raising_resolver(input):
     raise RuntimeError("resolver exploded \x00 for good")
+
+
+def nul_ground_truth(input):
+    """The default ground truth plus a field PostgreSQL cannot store."""
+    truth = resolve_ground_truth(input)
+    return None if truth is None else {**truth, "note": "bad\x00"}

@@ -165,3 +165,18 @@ def test_run_score_process_survives_a_poisoned_scorer(settings, manage_py, worke
         "p1": "FAILED",
         "p2": "SCORED",
     }
+
+
+def test_a_ground_truth_that_cannot_be_stored_is_an_attempt_never_a_failed_batch(settings, tape, models):
+    settings.SCORE_MAX_ATTEMPTS = 2
+    use(settings, GROUND_TRUTH_RESOLVER="tests.scoring.scorers:nul_ground_truth")
+    input_ = make_scoring_input(scheduled_for=T0)
+    make_round(input_, {models[0]: 0.9})
+    first = score_batch(worker="w", batch=10, now=NOW)
+    assert (first.errors, first.resolved) == (1, 0)
+    input_.refresh_from_db()
+    assert "UNSTORABLE_TEXT" in input_.last_error
+    second = score_batch(worker="w", batch=10, now=NOW + timedelta(minutes=16))
+    assert second.poisoned == 1
+    input_.refresh_from_db()
+    assert (input_.status, input_.expiry_reason) == (InputStatus.EXPIRED, ExpiryReason.POISONED)

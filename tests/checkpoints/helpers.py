@@ -1,6 +1,9 @@
 """Rows for checkpoint tests: models with snapshots in a period, built through the factories."""
 
+from contextlib import contextmanager
 from datetime import timedelta
+
+from django.db import connection
 
 from predictions.models import ParticipantModel
 from scoring.models import Snapshot
@@ -47,3 +50,18 @@ def many_snapshots(n, start, *, prefix="bulk"):
 def indexed_models(n):
     """n models, each with an on-chain cruncher index (100, 101, ...)."""
     return [make_model(cruncher_index=100 + i) for i in range(n)]
+
+
+@contextmanager
+def seal_guard_off():
+    """What a hand edit of a sealed snapshot would have to do first on PostgreSQL: switch the
+    sealed-snapshot trigger off (SQLite has none; the write path alone keeps sealed rows)."""
+    postgres = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        if postgres:
+            cursor.execute("ALTER TABLE scoring_snapshot DISABLE TRIGGER scoring_snapshot_sealed")
+        try:
+            yield cursor
+        finally:
+            if postgres:
+                cursor.execute("ALTER TABLE scoring_snapshot ENABLE TRIGGER scoring_snapshot_sealed")

@@ -24,6 +24,7 @@ from scoring.hashing import canonical_json, snapshot_document
 from scoring.models import Leaderboard, Score, Snapshot, SnapshotSeal
 from scoring.ranking import rank_entries
 from scoring.services import rebuild_leaderboard, score_batch
+from tests.checkpoints.helpers import seal_guard_off
 from tests.factories import T0, make_config, make_model, make_prediction
 from tests.scoring.helpers import BAR, make_scoring_input, make_tape
 
@@ -235,12 +236,8 @@ def make_snapshot_next_period():
 
 
 def tamper(sql: str, params: list) -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # what a bug or a hand edit would have to do first
-            cursor.execute("ALTER TABLE scoring_snapshot DISABLE TRIGGER scoring_snapshot_sealed")
+    with seal_guard_off() as cursor:
         cursor.execute(sql, params)
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE scoring_snapshot ENABLE TRIGGER scoring_snapshot_sealed")
 
 
 @pytest.fixture

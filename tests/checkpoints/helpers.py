@@ -59,6 +59,7 @@ def seal_guard_off():
     postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         if postgres:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks may block the ALTER
             cursor.execute("ALTER TABLE scoring_snapshot DISABLE TRIGGER scoring_snapshot_sealed")
         try:
             yield cursor

@@ -216,6 +216,8 @@ PREDICT_LEASE_SECONDS = env.int("PREDICT_LEASE_SECONDS", default=60)
 # --- Score (DESIGN.md §8) ---------------------------------------------------------------
 GROUND_TRUTH_GRACE_SECONDS = env.int("GROUND_TRUTH_GRACE_SECONDS", default=3600)
 SCORE_LEASE_SECONDS = env.int("SCORE_LEASE_SECONDS", default=120)
+# Without LISTEN/NOTIFY (SQLite) a worker waiting for work looks again at least this often.
+SQLITE_WAKEUP_POLL_SECONDS = env.float("SQLITE_WAKEUP_POLL_SECONDS", default=0.5)
 # An Input still unprocessable (resolver or write raising) after this many attempts is EXPIRED
 # with reason POISONED; its predictions are not held against the models.
 SCORE_MAX_ATTEMPTS = env.int("SCORE_MAX_ATTEMPTS", default=5)

@@ -61,6 +61,7 @@ def node(worker_env, manage_py, tmp_path):
         **{k: v for k, v in demo_env().items() if k != "DATABASE_URL"},
         "PREDICTION_CONFIGS_PATH": str(configs),
         "CHECKPOINT_INTERVAL_SECONDS": "10",
+        "SNAPSHOT_PERIOD_SECONDS": "5",  # must divide the checkpoint interval (system check E020)
         "CHECKPOINT_GRACE_SECONDS": "2",
         "WORKER_HEARTBEAT_SECONDS": "1",
         "STATIC_ROOT": str(tmp_path / "static"),

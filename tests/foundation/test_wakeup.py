@@ -1,0 +1,50 @@
+"""Wake-ups: a notification committed by one connection wakes a waiter on another at once;
+without one the wait ends at its bound (a lost notification costs latency only)."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from coordinator_site.wakeup import Waiter, notify
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_wait_without_a_notification_ends_at_its_bound():
+    waiter = Waiter(["coordinator_test"])
+    started = time.monotonic()
+    assert waiter.wait(0.3) is False
+    assert time.monotonic() - started >= 0.25
+    waiter.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_a_committed_notification_wakes_the_waiter_and_a_rolled_back_one_does_not():
+    waiter = Waiter(["coordinator_test"])
+    waiter.wait(0)  # LISTEN before anything is sent
+    woke = []
+
+    def wait():
+        started = time.monotonic()
+        woke.append((waiter.wait(30), time.monotonic() - started))
+
+    def notify_then_roll_back():
+        with transaction.atomic():
+            notify("coordinator_test")
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        notify_then_roll_back()
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.5)
+    assert not woke  # the rolled-back notification never arrived
+    with transaction.atomic():
+        notify("coordinator_test", "x")
+    thread.join(timeout=30)
+    [(notified, after)] = woke
+    assert notified is True
+    assert after < 20  # woken by the notification, not by the 30 s bound
+    waiter.close()

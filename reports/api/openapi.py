@@ -222,6 +222,14 @@ class ReportAutoSchema(AutoSchema):
             return auths
         return [{}, *auths]
 
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        # A raw body schema with required properties is a required body (drf-spectacular only
+        # infers that from serializers).
+        if body and any(media.get("schema", {}).get("required") for media in body.get("content", {}).values()):
+            body["required"] = True
+        return body
+
     def _is_list_view(self, serializer=None) -> bool:
         return False if self._raw_response else super()._is_list_view(serializer)
 

@@ -8,12 +8,18 @@ examples each. What OpenAPI cannot say (valid cursors, ordered time ranges) is t
 generator in tests/reports/schemathesis_hooks.py, not excused here. No check is excluded.
 """
 
+import hashlib
+
 import pytest
 import schemathesis
+from django.core.servers.basehttp import WSGIRequestHandler
+from django.db import connections
 from schemathesis.engine import Status
 from schemathesis.engine.events import FatalError, NonFatalError, ScenarioFinished
 
 import tests.reports.schemathesis_hooks  # noqa: F401  (registers the cursor format and the range filter)
+from checkpoints.merkle import merkle_root
+from checkpoints.models import Checkpoint, CheckpointLeaf
 from reports.services import api_key_create
 from tests.reports.helpers import build_world
 
@@ -47,9 +53,32 @@ def run_schemathesis(base_url: str, *, headers: dict[str, str], phases: list[str
 
 
 @pytest.fixture
-def live_world(transactional_db, live_server):
-    build_world()
-    return live_server.url.replace("localhost", "127.0.0.1")  # no IPv6-first lookup per request
+def live_world(transactional_db, live_server, monkeypatch):
+    """build_world() plus Merkle leaves, so /reports/merkle/proof has proofs to serve."""
+    # The test server writes headers and body separately; on a kept-alive connection Nagle's
+    # algorithm then waits for the client's delayed ACK: 40 ms per request instead of 2.
+    monkeypatch.setattr(WSGIRequestHandler, "disable_nagle_algorithm", True)
+    world = build_world()
+    commit_snapshots(world["new_cp"], world["snapshots"])
+    # The live server answers each request in a new thread; with persistent connections each
+    # of them would keep one open past the test (and block the test database's teardown).
+    db_settings = connections.settings["default"]
+    max_age, db_settings["CONN_MAX_AGE"] = db_settings["CONN_MAX_AGE"], 0
+    yield live_server.url.replace("localhost", "127.0.0.1")  # no IPv6-first lookup per request
+    db_settings["CONN_MAX_AGE"] = max_age
+
+
+def commit_snapshots(checkpoint, snapshots):
+    leaves = [hashlib.sha256(f"snapshot-{s.pk}".encode()).hexdigest() for s in snapshots]
+    for position, (snapshot, leaf_hash) in enumerate(zip(snapshots, leaves, strict=True)):
+        CheckpointLeaf.objects.create(
+            checkpoint=checkpoint,
+            snapshot=snapshot,
+            position=position,
+            content={"id": snapshot.pk},
+            leaf_hash=leaf_hash,
+        )
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(merkle_root=merkle_root(leaves))
 
 
 def test_the_api_answers_as_documented_with_an_admin_key(live_world):

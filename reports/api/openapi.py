@@ -11,6 +11,7 @@ from drf_spectacular.openapi import AutoSchema
 from checkpoints.choices import CheckpointStatus
 from coordinator_site.boundary.params import DATETIME_PATTERN, MAX_DB_ID
 from reports.api.serializers import CHART_TIME_DESCRIPTION, CHART_TIME_PATTERN, chart_time
+from reports.auth import ReportWritePermission
 
 # --- Parameters ----------------------------------------------------------------------------------
 
@@ -209,8 +210,6 @@ class ReportAutoSchema(AutoSchema):
     _raw_response = False
 
     def is_write(self) -> bool:
-        from reports.auth import ReportWritePermission
-
         return any(isinstance(p, ReportWritePermission) for p in self.view.get_permissions())
 
     def get_auth(self):

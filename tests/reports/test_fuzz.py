@@ -2,9 +2,10 @@
 
 Every check schemathesis has (`--checks all`: no server error, status codes, content types,
 headers and bodies as documented, invalid data refused, valid data accepted, auth enforced
-where declared, unsupported methods 405, …) over every operation, once anonymously and once
-with an admin API key, in the examples, coverage, fuzzing and stateful phases with a few
-examples each. What OpenAPI cannot say (valid cursors, ordered time ranges) is told to the
+where declared, unsupported methods 405, …) over every operation: with an admin API key in the
+examples, coverage, fuzzing and stateful phases, anonymously without the coverage phase, and
+with REPORTS_REQUIRE_AUTH in the fuzzing phase; a few examples per operation (~30 s in all on
+PostgreSQL, ~15 s on SQLite). What OpenAPI cannot say (valid cursors, ordered time ranges) is told to the
 generator in tests/reports/schemathesis_hooks.py, not excused here. No check is excluded.
 """
 
@@ -93,5 +94,15 @@ def test_the_api_answers_as_documented_to_anonymous_clients(live_world):
     # admin run above also probes every declared operation without them); anonymous reads and
     # refused writes are exercised by the other phases.
     problems, checks_run = run_schemathesis(live_world, headers={}, phases=["examples", "fuzzing", "stateful"])
+    assert checks_run > 200
+    assert problems == []
+
+
+def test_with_reports_require_auth_reads_refuse_anonymous_clients(live_world, settings):
+    # The document then declares no public alternative, and schemathesis' ignored_auth check
+    # probes every read without the key (and with a wrong one): each must be a 401.
+    settings.REPORTS_REQUIRE_AUTH = True
+    _, raw = api_key_create(name="fuzz", scope="read")
+    problems, checks_run = run_schemathesis(live_world, headers={"X-API-Key": raw}, phases=["fuzzing"])
     assert checks_run > 200
     assert problems == []

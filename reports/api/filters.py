@@ -1,17 +1,66 @@
-"""django-filter filtersets: one per listed model. Bad values are a 400 naming the parameter."""
+"""django-filter filtersets: one per listed model.
 
-from datetime import UTC
+Every value is parsed by the API parameter parsers of the sanitising boundary
+(`coordinator_site.boundary.params`); a bad one is a 400 `{"detail", "code"}` naming the
+parameter (`StrictFilterBackend`).
+"""
 
 import django_filters
 from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import CSVWidget
+from drf_spectacular.utils import extend_schema_field
 
 from checkpoints.choices import CheckpointStatus
 from checkpoints.models import Checkpoint
+from coordinator_site.boundary import Rejected
+from coordinator_site.boundary.params import (
+    MALFORMED,
+    MAX_DB_ID,
+    parse_choice,
+    parse_id_list,
+    parse_utc_datetime,
+    parse_whole_number,
+)
 from feeds.models import FeedRecord
 from predictions.choices import FailureReason, PredictionStatus
 from predictions.models import Prediction
+from reports.api.openapi import DATETIME_PARAM, ID_LIST_PARAM, ID_PARAM
 from scoring.models import Snapshot
+
+BOUNDARY_CODES = {"UNSTORABLE_TEXT", "NON_FINITE_NUMBER", "OUT_OF_RANGE", "NOT_JSON", "TOO_LARGE", "TOO_DEEP"}
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """DjangoFilterBackend whose refusal is the API's one 400: Rejected(code, "<param> …")."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        if not filterset.is_valid():
+            name, errors = next(iter(filterset.form.errors.as_data().items()))
+            error = errors[0]
+            message = error.message % error.params if error.params else error.message
+            code = error.code if error.code in BOUNDARY_CODES else MALFORMED
+            raise Rejected(code, message if message.startswith(name) else f"{name}: {message}")
+        return filterset.qs
+
+
+class BoundaryField(forms.Field):
+    """A form field whose value is parsed by one of the boundary's parsers (Rejected -> form error)."""
+
+    def parse(self, value):
+        raise NotImplementedError
+
+    def clean(self, value):
+        # Absent is None; present but empty is parsed (and refused) like any other value.
+        if value is None:
+            return None
+        try:
+            return self.parse(value)
+        except Rejected as exc:
+            raise forms.ValidationError(exc.detail, code=exc.code) from None
 
 
 class RepeatedCSVWidget(CSVWidget):
@@ -19,21 +68,36 @@ class RepeatedCSVWidget(CSVWidget):
 
     def value_from_datadict(self, data, files, name):
         values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
-        parts = [part.strip() for value in values if value for part in str(value).split(",")]
-        parts = [part for part in parts if part]
-        return parts or None
+        values = [str(value) for value in values if value]
+        return values or None
 
 
-class ModelIdsField(forms.Field):
+class ChoiceField(BoundaryField):
+    def __init__(self, *, choices, **kwargs):
+        self.choices = [value for value, _ in choices]
+        super().__init__(**kwargs)
+
+    def parse(self, value):
+        return parse_choice(value, field=self.label, choices=self.choices)
+
+
+class StrictChoiceFilter(django_filters.ChoiceFilter):
+    """One of `choices`, exactly; an empty or unknown value is a 400 listing them."""
+
+    field_class = ChoiceField
+
+
+class ModelIdsField(BoundaryField):
     widget = RepeatedCSVWidget
 
+    def parse(self, value):
+        return parse_id_list(value, field=self.label) or None
+
     def clean(self, value):
-        value = super().clean(value)
-        if value and len(value) > 1000:
-            raise forms.ValidationError("At most 1000 model ids.")
-        return value
+        return None if not value else super().clean(value)  # `projectIds=` selects every model
 
 
+@extend_schema_field(ID_LIST_PARAM)
 class ModelIdsFilter(django_filters.Filter):
     field_class = ModelIdsField
 
@@ -43,28 +107,32 @@ class ModelIdsFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
-class IdFilter(django_filters.NumberFilter):
-    """A database id: a whole number from 1 to 2**63 - 1 (no decimals or exponents, none a database can't hold)."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+class IdField(BoundaryField):
+    def parse(self, value):
+        return parse_whole_number(value, field=self.label, minimum=1, maximum=MAX_DB_ID)
 
 
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """ISO 8601 with `Z` or any offset, compared in UTC.
+@extend_schema_field(ID_PARAM)
+class IdFilter(django_filters.Filter):
+    """A database id: ASCII digits, 1 to 2**63 - 1 (no sign, decimals or exponents)."""
 
-    An offset beyond +-15:59 is valid ISO 8601 but not a PostgreSQL timestamptz literal, so the
-    value is converted to UTC before it reaches SQL.
-    """
+    field_class = IdField
 
-    def filter(self, qs, value):
-        return super().filter(qs, value.astimezone(UTC) if value else value)
+
+class UtcDateTimeField(BoundaryField):
+    def parse(self, value):
+        return parse_utc_datetime(value, field=self.label)
+
+
+@extend_schema_field(DATETIME_PARAM)
+class UtcDateTimeFilter(django_filters.Filter):
+    """ISO 8601 with `Z` or any offset (naive = UTC), normalised to UTC before it reaches SQL."""
+
+    field_class = UtcDateTimeField
 
 
 class TimeRangeMixin:
-    """The two bounds named in `range_params` (ISO 8601 with `Z` or an offset; naive = UTC) in order."""
+    """The two bounds named in `range_params` in order (the later one must not be before the first)."""
 
     range_params = ("start", "end")
 
@@ -74,21 +142,30 @@ class TimeRangeMixin:
             low, high = (self.form.cleaned_data.get(name) for name in self.range_params)
             if low and high and low > high:
                 self.form.add_error(
-                    self.range_params[1], f"{self.range_params[1]} must not be before {self.range_params[0]}."
+                    self.range_params[1],
+                    forms.ValidationError(
+                        f"{self.range_params[1]} must not be before {self.range_params[0]}", code="OUT_OF_RANGE"
+                    ),
                 )
                 return False
         return valid
 
 
 class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
-    projectIds = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
-    model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
+    projectIds = ModelIdsFilter(
+        label="projectIds", field_name="model__model_id", help_text="Model ids, comma-joined or repeated."
+    )
+    model_id = ModelIdsFilter(
+        label="model_id", field_name="model__model_id", help_text="Model ids, comma-joined or repeated."
+    )
     scope_key = django_filters.CharFilter(field_name="scope_key")
-    config = IdFilter(field_name="config_id", help_text="PredictionConfig id.")
-    status = django_filters.ChoiceFilter(choices=PredictionStatus.choices)
-    failure_reason = django_filters.ChoiceFilter(choices=FailureReason.choices)
-    start = UtcDateTimeFilter(field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start")
-    end = UtcDateTimeFilter(field_name="performed_at", lookup_expr="lt", help_text="performed_at < end")
+    config = IdFilter(label="config", field_name="config_id", help_text="PredictionConfig id.")
+    status = StrictChoiceFilter(label="status", choices=PredictionStatus.choices)
+    failure_reason = StrictChoiceFilter(label="failure_reason", choices=FailureReason.choices)
+    start = UtcDateTimeFilter(
+        label="start", field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start"
+    )
+    end = UtcDateTimeFilter(label="end", field_name="performed_at", lookup_expr="lt", help_text="performed_at < end")
 
     class Meta:
         model = Prediction
@@ -98,9 +175,15 @@ class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
 class SnapshotFilter(TimeRangeMixin, django_filters.FilterSet):
     range_params = ("since", "until")
 
-    model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
-    since = UtcDateTimeFilter(field_name="period_start", lookup_expr="gte", help_text="period_start >= since")
-    until = UtcDateTimeFilter(field_name="period_start", lookup_expr="lt", help_text="period_start < until")
+    model_id = ModelIdsFilter(
+        label="model_id", field_name="model__model_id", help_text="Model ids, comma-joined or repeated."
+    )
+    since = UtcDateTimeFilter(
+        label="since", field_name="period_start", lookup_expr="gte", help_text="period_start >= since"
+    )
+    until = UtcDateTimeFilter(
+        label="until", field_name="period_start", lookup_expr="lt", help_text="period_start < until"
+    )
 
     class Meta:
         model = Snapshot
@@ -119,7 +202,7 @@ class FeedRecordFilter(django_filters.FilterSet):
 
 
 class CheckpointFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=CheckpointStatus.choices)
+    status = StrictChoiceFilter(label="status", choices=CheckpointStatus.choices)
 
     class Meta:
         model = Checkpoint

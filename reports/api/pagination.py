@@ -5,30 +5,21 @@ is the (ordering value, id) of the last row served; the next page is `WHERE (val
 it, which stays fast on append-only tables of any size (no OFFSET).
 """
 
-import base64
-import json
-from datetime import datetime
-
 from django.db.models import DateTimeField, Q
-from django.utils.dateparse import parse_datetime
-from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from coordinator_site.boundary.params import decode_cursor, encode_cursor, parse_choice, parse_whole_number
+from reports.api.openapi import CURSOR_FORMAT
+
 
 def parse_limit(request, *, default: int, maximum: int, name: str = "limit") -> int:
-    """The `limit` query parameter as an int in [1, maximum]; a clear 400 otherwise."""
+    """The `limit` query parameter as an int in [1, maximum] (absent or empty: `default`)."""
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError({name: f"Must be an integer between 1 and {maximum}, got {raw!r}."}) from None
-    if not 1 <= value <= maximum:
-        raise ValidationError({name: f"Must be between 1 and {maximum}, got {value}."})
-    return value
+    return parse_whole_number(raw, field=name, minimum=1, maximum=maximum)
 
 
 class KeysetPagination(BasePagination):
@@ -52,16 +43,17 @@ class KeysetPagination(BasePagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         orderings, default_limit, max_limit = self.view_config(view)
-        ordering = request.query_params.get(self.ordering_query_param) or orderings[0]
-        if ordering not in orderings:
-            raise ValidationError({self.ordering_query_param: f"Must be one of {list(orderings)}, got {ordering!r}."})
+        ordering = request.query_params.get(self.ordering_query_param)
+        ordering = orderings[0] if ordering is None else parse_choice(ordering, field="ordering", choices=orderings)
         limit = parse_limit(request, default=default_limit, maximum=max_limit, name=self.limit_query_param)
         descending = ordering.startswith("-")
         field = ordering.lstrip("-")
         model_field = queryset.model._meta.get_field(field)
         cursor = request.query_params.get(self.cursor_query_param)
-        if cursor:
-            value, pk = self.decode_cursor(cursor, is_datetime=isinstance(model_field, DateTimeField))
+        if cursor is not None:
+            value, pk = decode_cursor(
+                cursor, field=self.cursor_query_param, is_datetime=isinstance(model_field, DateTimeField)
+            )
             after = "lt" if descending else "gt"
             if model_field.primary_key:
                 queryset = queryset.filter(**{f"pk__{after}": pk})
@@ -74,33 +66,9 @@ class KeysetPagination(BasePagination):
             rows = rows[:limit]
             last = rows[-1]
             url = request.build_absolute_uri()
-            url = replace_query_param(url, self.cursor_query_param, self.encode_cursor(getattr(last, field), last.pk))
+            url = replace_query_param(url, self.cursor_query_param, encode_cursor(getattr(last, field), last.pk))
             self.next_url = url
         return rows
-
-    @staticmethod
-    def encode_cursor(value, pk) -> str:
-        text = value.isoformat() if isinstance(value, datetime) else value
-        return base64.urlsafe_b64encode(json.dumps([text, pk]).encode()).decode().rstrip("=")
-
-    def decode_cursor(self, cursor: str, *, is_datetime: bool):
-        try:
-            padded = cursor + "=" * (-len(cursor) % 4)
-            value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-            if not isinstance(pk, int) or isinstance(pk, bool):
-                raise ValueError("bad id")
-            if is_datetime:
-                parsed = parse_datetime(value) if isinstance(value, str) else None
-                if parsed is None or parsed.tzinfo is None:
-                    raise ValueError("bad time")
-                value = parsed
-            elif value is not None and not isinstance(value, str | int):
-                raise ValueError("bad value")
-        except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
-            raise ValidationError(
-                {self.cursor_query_param: "Invalid cursor: use the Link header of a previous page."}
-            ) from None
-        return value, pk
 
     def get_paginated_response(self, data):
         headers = {"Link": f'<{self.next_url}>; rel="next"'} if self.next_url else {}
@@ -124,7 +92,7 @@ class KeysetPagination(BasePagination):
                 "required": False,
                 "in": "query",
                 "description": 'Opaque cursor; follow the `Link: <…>; rel="next"` response header.',
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "format": CURSOR_FORMAT, "minLength": 1},
             },
         ]
         if len(orderings) > 1:

@@ -6,16 +6,15 @@ with a `Link: <…>; rel="next"` header. Paths have no trailing slash (the route
 """
 
 import time
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -23,6 +22,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from coordinator_site.boundary import Rejected
+from coordinator_site.boundary.params import MALFORMED, MAX_DB_ID, parse_id_list, parse_utc_datetime, parse_whole_number
 from coordinator_site.contract import competition_name, get_callable, get_contract
 from coordinator_site.transitions import InvalidTransition
 from feeds.selectors import feed_summaries
@@ -30,12 +31,24 @@ from predictions.models import ParticipantModel
 from reports import selectors
 from reports.api import openapi
 from reports.api import serializers as s
-from reports.api.filters import CheckpointFilter, FeedRecordFilter, PredictionFilter, SnapshotFilter
+from reports.api.errors import report_exception_handler
+from reports.api.filters import (
+    CheckpointFilter,
+    FeedRecordFilter,
+    PredictionFilter,
+    SnapshotFilter,
+    StrictFilterBackend,
+)
+from reports.api.openapi import ERROR, ReportAutoSchema
 from reports.api.pagination import KeysetPagination
 from reports.auth import ApiKeyAuthentication, ReportReadPermission, ReportWritePermission, request_actor
 
 DEFAULT_RANGE = timedelta(days=7)
-MIN_YEAR, MAX_YEAR = 1970, 9000
+NOT_FOUND = {404: OpenApiResponse(ERROR, description="No such object.")}
+MAX_CHECKPOINT_ID = 10**18 - 1  # the `{id}` route takes 1 to 18 digits; anything else is a JSON 404
+CHECKPOINT_ID = OpenApiParameter(
+    "id", {"type": "integer", "minimum": 0, "maximum": MAX_CHECKPOINT_ID}, OpenApiParameter.PATH
+)
 
 
 class ReportViewSet(viewsets.GenericViewSet):
@@ -43,12 +56,16 @@ class ReportViewSet(viewsets.GenericViewSet):
 
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
     permission_classes = [ReportReadPermission]
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [StrictFilterBackend]
+    schema = ReportAutoSchema()
     pagination_class = KeysetPagination
     filterset_class = None
     keyset_orderings = ("-id",)
     default_limit = 100
     max_limit = 1000
+
+    def get_exception_handler(self):
+        return report_exception_handler
 
     def get_queryset(self):
         # Views over computed rows (leaderboard, schema, ...) have no queryset of their own; the
@@ -63,32 +80,20 @@ class ReportViewSet(viewsets.GenericViewSet):
 def model_ids_param(request) -> list[str]:
     """`projectIds` (or `model_id`): comma-joined and/or repeated."""
     values = request.query_params.getlist("projectIds") + request.query_params.getlist("model_id")
-    ids = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    if len(ids) > 1000:
-        raise ValidationError({"projectIds": "At most 1000 model ids."})
-    return ids
+    return parse_id_list(values, field="projectIds")
 
 
 def time_range_param(request):
-    """`start`/`end` ISO 8601 (`Z` or an offset; naive means UTC); default the last 7 days."""
-    field = serializers.DateTimeField()
+    """`start`/`end` (see `parse_utc_datetime`: any offset, normalised to UTC, years 1970..9000);
+    default the last 7 days up to now."""
     bounds = {}
     for name in ("start", "end"):
         raw = request.query_params.get(name)
-        if raw in (None, ""):
-            bounds[name] = None
-            continue
-        try:
-            bounds[name] = field.to_internal_value(raw).astimezone(UTC)  # offsets > 15:59 are not SQL
-        except serializers.ValidationError as exc:
-            raise ValidationError({name: f"Not an ISO 8601 date-time: {raw!r} ({exc.detail[0]})"}) from None
-        if not MIN_YEAR <= bounds[name].year <= MAX_YEAR:
-            # Window arithmetic (end - 7 days, end - window) must stay inside datetime's range.
-            raise ValidationError({name: f"Year must be between {MIN_YEAR} and {MAX_YEAR}, got {raw!r}."})
-    end = bounds["end"] or timezone.now()
+        bounds[name] = None if raw is None else parse_utc_datetime(raw, field=name)
+    end = bounds["end"] or max(timezone.now(), bounds["start"] or timezone.now())  # a start in the future: empty
     start = bounds["start"] or end - DEFAULT_RANGE
     if start > end:
-        raise ValidationError({"end": "end must not be before start."})
+        raise Rejected("OUT_OF_RANGE", "end must not be before start")
     return start, end
 
 
@@ -128,9 +133,9 @@ class LeaderboardViewSet(ReportViewSet):
 # --- Models ------------------------------------------------------------------------------------
 
 RANGE_PARAMS = [
-    OpenApiParameter("projectIds", OpenApiTypes.STR, description="Model ids, comma-joined (`a,b`) or repeated."),
-    OpenApiParameter("start", OpenApiTypes.DATETIME, description="ISO 8601 (`Z` or offset). Default: end - 7 days."),
-    OpenApiParameter("end", OpenApiTypes.DATETIME, description="ISO 8601 (`Z` or offset). Default: now."),
+    OpenApiParameter("projectIds", openapi.ID_LIST_PARAM, description="Model ids, comma-joined (`a,b`) or repeated."),
+    OpenApiParameter("start", openapi.DATETIME_PARAM, description="ISO 8601 (`Z` or offset). Default: end - 7 days."),
+    OpenApiParameter("end", openapi.DATETIME_PARAM, description="ISO 8601 (`Z` or offset). Default: now."),
 ]
 
 
@@ -236,7 +241,7 @@ class FeedViewSet(ReportViewSet):
     @action(
         detail=False,
         url_path="tail",
-        filter_backends=[DjangoFilterBackend],
+        filter_backends=[StrictFilterBackend],
         filterset_class=FeedRecordFilter,
         pagination_class=KeysetPagination,
         keyset_orderings=("-ts_event",),
@@ -265,27 +270,26 @@ class SnapshotViewSet(ReportViewSet):
 
 # --- Checkpoints -------------------------------------------------------------------------------
 
+MAX_TOTAL_PRIZE = 10**30 - 1
 TOTAL_PRIZE_PARAM = OpenApiParameter(
-    "total_prize", OpenApiTypes.INT, description="Prize pool in the token's smallest unit (integer >= 0). Default 0."
+    "total_prize",
+    {"type": "integer", "minimum": 0, "maximum": MAX_TOTAL_PRIZE},
+    description="Prize pool in the token's smallest unit (ASCII digits, 0 to 1e30 - 1). Default 0.",
 )
 WRITE_ERRORS = {
-    400: OpenApiResponse(s.ErrorSerializer, description="Bad body"),
-    401: OpenApiResponse(s.ErrorSerializer, description="No credentials"),
-    403: OpenApiResponse(s.ErrorSerializer, description="Not an admin key or staff session"),
-    404: OpenApiResponse(s.ErrorSerializer, description="Unknown checkpoint"),
-    409: OpenApiResponse(s.ErrorSerializer, description="Illegal transition"),
+    400: OpenApiResponse(ERROR, description="Bad body"),
+    401: OpenApiResponse(ERROR, description="No credentials, or a malformed, unknown or revoked key"),
+    403: OpenApiResponse(ERROR, description="Not an admin key or staff session"),
+    404: OpenApiResponse(ERROR, description="Unknown checkpoint"),
+    409: OpenApiResponse(ERROR, description="Illegal transition"),
 }
 
 
 def total_prize_param(request) -> int:
-    raw = request.query_params.get("total_prize", "0")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError({"total_prize": f"Must be a non-negative integer, got {raw!r}."}) from None
-    if value < 0 or value >= 10**30:
-        raise ValidationError({"total_prize": f"Must be a non-negative integer below 1e30, got {value}."})
-    return value
+    raw = request.query_params.get("total_prize")
+    if raw is None:
+        return 0
+    return parse_whole_number(raw, field="total_prize", minimum=0, maximum=MAX_TOTAL_PRIZE)
 
 
 class CheckpointViewSet(ReportViewSet):
@@ -327,11 +331,13 @@ class CheckpointViewSet(ReportViewSet):
     def list(self, request):
         return self.paged(self.get_queryset(), s.CheckpointSerializer)
 
-    @extend_schema(summary="One checkpoint", responses={200: s.CheckpointDetailSerializer})
+    @extend_schema(
+        summary="One checkpoint", parameters=[CHECKPOINT_ID], responses={200: s.CheckpointDetailSerializer, **NOT_FOUND}
+    )
     def retrieve(self, request, pk=None):
         return Response(s.CheckpointDetailSerializer(self.get_checkpoint()).data)
 
-    @extend_schema(summary="The newest checkpoint", responses={200: s.CheckpointDetailSerializer})
+    @extend_schema(summary="The newest checkpoint", responses={200: s.CheckpointDetailSerializer, **NOT_FOUND})
     @action(detail=False, url_path="latest", filter_backends=[], pagination_class=None)
     def latest(self, request):
         return Response(s.CheckpointDetailSerializer(self.latest_or_404()).data)
@@ -339,7 +345,7 @@ class CheckpointViewSet(ReportViewSet):
     @extend_schema(
         summary="Prizes of the newest checkpoint",
         parameters=[TOTAL_PRIZE_PARAM],
-        responses={200: s.LatestPrizesSerializer},
+        responses={200: s.LatestPrizesSerializer, **NOT_FOUND},
     )
     @action(detail=False, url_path="latest/prizes", filter_backends=[], pagination_class=None)
     def latest_prizes(self, request):
@@ -361,12 +367,20 @@ class CheckpointViewSet(ReportViewSet):
             ).data
         )
 
-    @extend_schema(summary="Emission of a checkpoint (EmissionCheckpoint)", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Emission of a checkpoint (EmissionCheckpoint)",
+        parameters=[CHECKPOINT_ID],
+        responses={200: OpenApiTypes.OBJECT, **NOT_FOUND},
+    )
     @action(detail=True, url_path="emission", filter_backends=[], pagination_class=None)
     def emission(self, request, pk=None):
         return Response(selectors.json_safe(self.emission_or_404(self.get_checkpoint())))
 
-    @extend_schema(summary="Emission in coordinator-cli format (percent)", responses={200: s.CliFormatSerializer})
+    @extend_schema(
+        summary="Emission in coordinator-cli format (percent)",
+        parameters=[CHECKPOINT_ID],
+        responses={200: s.CliFormatSerializer, **NOT_FOUND},
+    )
     @action(detail=True, url_path="emission/cli-format", filter_backends=[], pagination_class=None)
     def emission_cli_format(self, request, pk=None):
         checkpoint = self.get_checkpoint()
@@ -378,8 +392,8 @@ class CheckpointViewSet(ReportViewSet):
     @extend_schema(
         summary="Prizes of a checkpoint",
         description="`total_prize` split by the checkpoint's reward shares; integers summing exactly to it.",
-        parameters=[TOTAL_PRIZE_PARAM],
-        responses={200: s.PrizeSerializer(many=True)},
+        parameters=[CHECKPOINT_ID, TOTAL_PRIZE_PARAM],
+        responses={200: s.PrizeSerializer(many=True), **NOT_FOUND},
     )
     @action(detail=True, url_path="prizes", filter_backends=[], pagination_class=None)
     def prizes(self, request, pk=None):
@@ -395,12 +409,16 @@ class CheckpointViewSet(ReportViewSet):
         description="PENDING -> SUBMITTED with the transaction hash. The same hash again is a no-op (200); "
         "another hash, or a checkpoint past PENDING, is 409. A checkpoint that did not pass verification, or "
         "that pays nobody without `override_reason`, is 409. Needs an admin key or a staff session.",
-        request=s.ConfirmRequestSerializer,
+        parameters=[CHECKPOINT_ID],
+        request=openapi.request_body(openapi.CONFIRM_REQUEST),
         responses={200: s.CheckpointDetailSerializer, **WRITE_ERRORS},
     )
     @action(detail=True, methods=["post"], url_path="confirm", filter_backends=[], pagination_class=None)
     def confirm(self, request, pk=None):
         checkpoint = self.get_checkpoint()
+        if isinstance(request.data, dict) and not isinstance(request.data.get("tx_hash", ""), str):
+            # CharField would take the number 12 as the hash "12"
+            raise ValidationError({"tx_hash": ["Must be a string."]})
         body = s.ConfirmRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         from checkpoints.services import InvalidTxHash, checkpoint_confirm
@@ -422,7 +440,8 @@ class CheckpointViewSet(ReportViewSet):
         summary="Advance the status",
         description="SUBMITTED -> CLAIMABLE -> PAID, one step at a time (PENDING -> SUBMITTED goes through "
         "/confirm). The current status again is a no-op (200); a skip or a step back is 409.",
-        request=s.StatusRequestSerializer,
+        parameters=[CHECKPOINT_ID],
+        request=openapi.request_body(openapi.STATUS_REQUEST),
         responses={200: s.CheckpointDetailSerializer, **WRITE_ERRORS},
     )
     @action(detail=True, methods=["patch"], url_path="status", filter_backends=[], pagination_class=None)
@@ -454,7 +473,9 @@ class EmissionViewSet(ReportViewSet):
     pagination_class = None
     filter_backends = []
 
-    @extend_schema(summary="Emission of the newest checkpoint", responses={200: s.EmissionLatestSerializer})
+    @extend_schema(
+        summary="Emission of the newest checkpoint", responses={200: s.EmissionLatestSerializer, **NOT_FOUND}
+    )
     @action(detail=False, url_path="latest")
     def latest(self, request):
         checkpoint = CheckpointViewSet.latest_or_404()
@@ -479,19 +500,20 @@ class MerkleViewSet(ReportViewSet):
     @extend_schema(
         summary="Merkle inclusion proof of a snapshot",
         description="Verifies up to the merkle_root of the checkpoint that committed the snapshot.",
-        parameters=[OpenApiParameter("snapshot_id", OpenApiTypes.INT, required=True)],
-        responses={200: s.MerkleProofSerializer, 400: s.ErrorSerializer, 404: s.ErrorSerializer},
+        parameters=[OpenApiParameter("snapshot_id", openapi.ID_PARAM, required=True)],
+        responses={200: s.MerkleProofSerializer, **NOT_FOUND},
     )
     @action(detail=False, url_path="proof")
     def proof(self, request):
-        raw = request.query_params.get("snapshot_id", "")
-        if not raw.isdigit() or len(raw) > 18:
-            raise ValidationError({"snapshot_id": f"Required, a positive integer; got {raw!r}."})
+        raw = request.query_params.get("snapshot_id")
+        if raw is None:
+            raise Rejected(MALFORMED, "snapshot_id is required")
+        snapshot_id = parse_whole_number(raw, field="snapshot_id", minimum=1, maximum=MAX_DB_ID)
         from checkpoints.merkle import proof_for_snapshot
 
-        proof = proof_for_snapshot(snapshot_id=int(raw))
+        proof = proof_for_snapshot(snapshot_id=snapshot_id)
         if proof is None:
-            raise NotFound(f"No checkpoint commits snapshot {raw} yet.")
+            raise NotFound(f"No checkpoint commits snapshot {snapshot_id} yet.")
         return Response(proof)
 
 
@@ -528,6 +550,7 @@ class HealthView(APIView):
 
     authentication_classes = []
     permission_classes = []
+    schema = ReportAutoSchema()
 
     @extend_schema(summary="Health", responses={200: s.HealthSerializer, 503: s.HealthSerializer})
     def get(self, request):
@@ -548,6 +571,7 @@ class InfoView(APIView):
 
     authentication_classes = []
     permission_classes = []
+    schema = ReportAutoSchema()
 
     @extend_schema(summary="Node identity", responses={200: s.InfoSerializer})
     def get(self, request):

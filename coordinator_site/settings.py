@@ -61,11 +61,15 @@ INSTALLED_APPS = [
     "predictions",
     "scoring",
     "checkpoints",
+    "monitoring",
     "reports",
     *env.list("EXTRA_INSTALLED_APPS", default=[]),  # e.g. the test suite's helper app
 ]
 
+# Prometheus request metrics (latency by route); METRICS_ENABLED=false drops the middleware.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 MIDDLEWARE = [
+    *(["coordinator_site.metrics.RequestMetricsMiddleware"] if METRICS_ENABLED else []),
     "django.middleware.security.SecurityMiddleware",
     "coordinator_site.middleware.RejectNullBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -167,6 +171,17 @@ SOLANA_NETWORK = env.str("SOLANA_NETWORK", default="devnet")
 # --- Workers (DESIGN.md §5) -------------------------------------------------------------
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
 WORKER_ERROR_BACKOFF_MAX_SECONDS = env.float("WORKER_ERROR_BACKOFF_MAX_SECONDS", default=60.0)
+# One INFO summary line per worker per interval; each unit is logged at DEBUG.
+WORKER_LOG_SUMMARY_SECONDS = env.float("WORKER_LOG_SUMMARY_SECONDS", default=60.0)
+
+# --- Health and metrics (docs/operations.md) ------------------------------------------------
+# Node health is computed at most this often per web process; /healthz, the badge, the health
+# page and /reports/health read the same computed value in between.
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=2.0)
+# Model-level metric labels: at most this many models get their own label, the rest "other".
+METRICS_MODEL_LABEL_CAP = env.int("METRICS_MODEL_LABEL_CAP", default=50)
+# Empty: /metrics is open (keep it off the public proxy); set: Prometheus sends it as a bearer token.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 
 # --- Feeds (DESIGN.md §6) ---------------------------------------------------------------
 FEED_SOURCE = env.str("FEED_SOURCE", default="pyth")

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from coordinator_site import metrics
 from predictions.choices import FailureReason, ModelStatus, PredictionStatus
 from predictions.configs import PredictionConfigSpec, read_configs
 from predictions.gateway.base import CallStatus, ModelCallResult, ModelGateway, ModelIdentity, is_finite_json
@@ -254,6 +255,9 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     clock = time.perf_counter()
     validator = get_callable("INFERENCE_OUTPUT_VALIDATOR")
     judged = [judge(a, validator=validator, output_type=contract.output_type) for a in answers]
+    for verdict in judged:
+        seconds = verdict.exec_time_us / 1e6 if verdict.exec_time_us is not None else None
+        metrics.model_answered(verdict.identity.model_id, status=verdict.failure_reason or "ok", seconds=seconds)
     report.timings_ms["validation"] = _lap(clock)
 
     clock = time.perf_counter()

@@ -1,5 +1,6 @@
 """The shared worker loop, run as a real subprocess against the test database."""
 
+import json
 import re
 import signal
 import subprocess
@@ -101,3 +102,20 @@ def test_once_runs_exactly_one_unit(manage_py, worker_env):
     assert result.returncode == 0, result.stderr
     row = WorkerHeartbeat.objects.get(name="test_worker")
     assert row.counters == {"units": 1, "done": 1}
+
+
+def test_worker_logs_one_summary_line_per_interval_not_one_per_unit(manage_py, worker_env):
+    process = start_worker(manage_py, worker_env, WORKER_LOG_SUMMARY_SECONDS="1", LOG_FORMAT="json")
+    try:
+        assert wait_for(lambda: units_done(process) >= 40, timeout=60), "worker never reported progress"
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    lines = [json.loads(line) for line in process.stdout.read().splitlines() if line.startswith("{")]
+    summaries = [line for line in lines if line["message"].startswith("test_worker summary:")]
+    done = WorkerHeartbeat.objects.get(name="test_worker", pid=process.pid).counters["done"]
+    assert summaries, lines
+    assert len(summaries) < done / 4  # a unit every ~0.05 s, a line every second (and one at stop)
+    assert sum(s["done"] for s in summaries) == done  # the same fields, as JSON keys
+    assert not [line for line in lines if " unit found=" in line["message"]]  # per unit: DEBUG only

@@ -30,9 +30,13 @@ DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - flagged by a syste
 SECRET_KEY = env.str("SECRET_KEY", default="") or DEFAULT_SECRET_KEY
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Internal names other containers use (compose sets `web`, so Prometheus can scrape web:8000).
+ALLOWED_HOSTS += env.list("EXTRA_ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Behind a TLS-terminating proxy set SECURE_SSL_REDIRECT etc. (see .env.example).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and Prometheus speak plain HTTP inside the deployment.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)

@@ -32,6 +32,7 @@ def process_identifier(pid: int | None = None) -> str:
 
 
 if os.environ.get(MULTIPROC_DIR_ENV):
+    os.makedirs(os.environ[MULTIPROC_DIR_ENV], exist_ok=True)
     values.ValueClass = values.MultiProcessValue(process_identifier=process_identifier)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

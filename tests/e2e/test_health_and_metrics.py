@@ -127,6 +127,14 @@ def watch(port: int, seconds: float, *, until=None) -> list[Sample]:
     return samples
 
 
+def web_up(port: int, process) -> bool:
+    assert process.poll() is None, "run_node exited"
+    try:
+        return get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    except OSError:
+        return False
+
+
 def score_worker():
     close_old_connections()
     return WorkerHeartbeat.objects.filter(name="run_score", stopped_at__isnull=True).order_by("-last_beat_at").first()
@@ -137,6 +145,7 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
     process, output, port = start_node(worker_env, manage_py, tmp_path, GUNICORN_WORKERS="1")
     stopped_pid = None
     try:
+        assert wait_for(lambda: web_up(port, process), timeout=120), output.text[-5000:]
         warm = watch(port, 120, until=lambda s: s.level == "green")
         assert warm[-1].level == "green", f"{warm[-5:]}\n{output.text[-5000:]}"
 
@@ -159,11 +168,20 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
         assert red.computed_at.timestamp() - stopped_at <= 2 * cadence + 1.0 + 1.0, (red, cadence)
         assert process.poll() is None
         assert score_worker().pid == stopped_pid  # stopped, not restarted
+        print(
+            f"health walk-through: {len(steady)} green samples; run_score cadence {cadence:.0f}s; red "
+            f"{red.computed_at.timestamp() - stopped_at:.1f}s after SIGSTOP ({red.reason}); "
+            f"levels while stopped: {[s.level for s in went_red]}"
+        )
+        resumed_at = time.time()
 
         os.kill(stopped_pid, signal.SIGCONT)
         stopped_pid = None
         back = watch(port, 90, until=lambda s: s.level == "green")
         assert back[-1].level == "green", f"{back[-5:]}\n{output.text[-5000:]}"
+        print(
+            f"green again {back[-1].computed_at.timestamp() - resumed_at:.1f}s after SIGCONT: {[s.level for s in back]}"
+        )
         after = watch(port, 5)
         assert all(s.level == "green" for s in after), after
     finally:

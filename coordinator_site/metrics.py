@@ -169,14 +169,28 @@ class RequestMetricsMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
+        # Label children by (route, method, status class): bounded, and looked up once each.
+        self._children: dict[tuple[str, str, int], tuple] = {}
         set_process_role("web")
 
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
-        route = f"/{match.route}" if match is not None and match.route else "unmatched"
+        route = match.route if match is not None and match.route else ""
         method = request.method if request.method in HTTP_METHODS else "other"
-        HTTP_REQUEST_SECONDS.labels(route=route, method=method).observe(time.perf_counter() - started)
-        HTTP_RESPONSES.labels(route=route, status=f"{response.status_code // 100}xx").inc()
+        key = (route, method, response.status_code // 100)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children.setdefault(key, self._label(*key))
+        children[0].observe(time.perf_counter() - started)
+        children[1].inc()
         return response
+
+    @staticmethod
+    def _label(route: str, method: str, status_class: int) -> tuple:
+        route = f"/{route}" if route else "unmatched"
+        return (
+            HTTP_REQUEST_SECONDS.labels(route=route, method=method),
+            HTTP_RESPONSES.labels(route=route, status=f"{status_class}xx"),
+        )

@@ -250,6 +250,23 @@ def serve(env: dict[str, str], port: int) -> tuple[subprocess.Popen, str]:
     return server, base
 
 
+def server_cpu_seconds(master_pid: int) -> float:
+    """CPU time (user + system) of a gunicorn master and its workers so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(entry) == master_pid or int(fields[1]) == master_pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def compare_metrics(env: dict[str, str], args) -> None:
     """/info and /healthz with and without the metrics middleware, in the same run.
 
@@ -272,6 +289,7 @@ def compare_metrics(env: dict[str, str], args) -> None:
             for path in paths:
                 load(f"{base}{path}", requests=200, concurrency=4)  # warm both workers
         figures: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         print(
             f"gunicorn 2 workers per variant, side by side; {args.rounds} alternating bursts of {args.requests} "
             f"requests per variant and endpoint, concurrency {args.concurrency}"
@@ -280,15 +298,29 @@ def compare_metrics(env: dict[str, str], args) -> None:
             names = list(servers) if round_number % 2 == 0 else list(reversed(servers))
             for path in paths:
                 for name in names:
-                    rps = load(f"{servers[name][1]}{path}", requests=args.requests, concurrency=args.concurrency)[0]
+                    server, base = servers[name]
+                    before = server_cpu_seconds(server.pid)
+                    rps = load(f"{base}{path}", requests=args.requests, concurrency=args.concurrency)[0]
                     figures.setdefault((name, path), []).append(rps)
-        print(f"{'variant':18} {'endpoint':10} {'median req/s':>13}  bursts")
+                    cpu.setdefault((name, path), []).append(
+                        (server_cpu_seconds(server.pid) - before) / args.requests * 1000
+                    )
+        print(f"{'variant':18} {'endpoint':10} {'median req/s':>13} {'server CPU ms/req':>18}  req/s per burst")
         for (name, path), values in sorted(figures.items(), key=lambda item: (item[0][1], item[0][0])):
-            print(f"{name:18} {path:10} {statistics.median(values):13.0f}  {' '.join(f'{v:.0f}' for v in values)}")
+            cpu_ms = statistics.median(cpu[(name, path)])
+            print(
+                f"{name:18} {path:10} {statistics.median(values):13.0f} {cpu_ms:18.3f}  "
+                + " ".join(f"{v:.0f}" for v in values)
+            )
         for path in paths:
             on = statistics.median(figures[("with metrics", path)])
             off = statistics.median(figures[("without metrics", path)])
-            print(f"metrics middleware cost on {path}: {(off - on) / off * 100:+.1f} % of throughput (target <= 5 %)")
+            cpu_on = statistics.median(cpu[("with metrics", path)])
+            cpu_off = statistics.median(cpu[("without metrics", path)])
+            print(
+                f"metrics middleware cost on {path}: {(off - on) / off * 100:+.1f} % of throughput, "
+                f"{(cpu_on - cpu_off) / cpu_off * 100:+.1f} % of server CPU per request (target <= 5 %)"
+            )
         info_off = statistics.median(figures[("without metrics", "/info")])
         healthz_on = statistics.median(figures[("with metrics", "/healthz")])
         print(f"/healthz (with metrics) / /info (without) = {healthz_on / info_off:.2f}")

@@ -532,18 +532,25 @@ class HealthView(APIView):
     @extend_schema(summary="Health (liveness)", responses={200: s.HealthSerializer, 503: s.HealthSerializer})
     def get(self, request):
         health = current_health()
-        version = settings.SPECTACULAR_SETTINGS.get("VERSION", "")
-        body = {
-            "status": "ok" if health.database == "ok" else "error",
-            "version": version,
-            "database": health.database,
-            "level": health.level,
-            "reason": health.reason,
-            "computed_at": health.computed_at,
-            "workers": [check.row for check in health.by_stage("worker") if check.row is not None],
-        }
+        cached_health, body = _healthz_body
+        if cached_health is not health:  # serialised once per verdict, not once per probe
+            body = s.HealthSerializer(
+                {
+                    "status": "ok" if health.database == "ok" else "error",
+                    "version": settings.SPECTACULAR_SETTINGS.get("VERSION", ""),
+                    "database": health.database,
+                    "level": health.level,
+                    "reason": health.reason,
+                    "computed_at": health.computed_at,
+                    "workers": [check.row for check in health.by_stage("worker") if check.row is not None],
+                }
+            ).data
+            _healthz_body[:] = [health, body]
         code = status.HTTP_200_OK if health.database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
-        return Response(s.HealthSerializer(body).data, status=code)
+        return Response(body, status=code)
+
+
+_healthz_body: list = [None, None]  # [the verdict, its /healthz body]
 
 
 class NodeHealthView(APIView):

@@ -14,8 +14,6 @@ from django.conf import settings
 GREEN, AMBER, RED = "green", "amber", "red"
 LEVELS = (GREEN, AMBER, RED)
 LEVEL_ORDER = {GREEN: 0, AMBER: 1, RED: 2}
-# The stages a node is made of, in pipeline order (checks are grouped and sorted by them).
-STAGES = ("feed", "predict", "score", "checkpoint", "worker")
 
 
 @dataclass

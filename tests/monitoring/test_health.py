@@ -239,3 +239,13 @@ def test_computing_health_costs_a_fixed_number_of_queries(django_assert_num_quer
     # next period (newest checkpoint, first snapshot, first input); readiness only once it ended
     with django_assert_num_queries(9):
         node_health(now=T)
+
+
+def test_live_processes_are_counted_against_each_workers_own_cadence():
+    from monitoring.health import live_process_counts
+
+    make_heartbeat(name="run_checkpoint", last_beat_at=T - timedelta(seconds=26), cadence_seconds=35.0)
+    make_heartbeat(name="run_score", last_beat_at=T - timedelta(seconds=26), cadence_seconds=7.0)
+    make_heartbeat(name="run_score", last_beat_at=T - timedelta(seconds=1), cadence_seconds=7.0)
+    make_heartbeat(name="run_feed", last_beat_at=T - timedelta(seconds=1), cadence_seconds=7.0, stopped_at=T)
+    assert live_process_counts(now=T) == {"run_checkpoint": 1, "run_score": 1}

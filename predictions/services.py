@@ -32,7 +32,6 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from coordinator_site import metrics
 from predictions.choices import FailureReason, ModelStatus, PredictionStatus
 from predictions.configs import PredictionConfigSpec, read_configs
 from predictions.gateway.base import CallStatus, ModelCallResult, ModelGateway, ModelIdentity, is_finite_json
@@ -220,6 +219,7 @@ def run_predict_cycle(
 
 
 def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, now: datetime) -> CycleReport:
+    from coordinator_site import metrics
     from coordinator_site.contract import get_callable, get_contract
 
     clock = time.perf_counter()

@@ -49,8 +49,9 @@ from predictions.models import Input, Prediction, PredictionConfig
 # The node's four stage workers: each must be beating. Other heartbeat names (one-off commands)
 # are judged only while they run.
 STAGE_WORKERS = ("run_feed", "run_predict", "run_score", "run_checkpoint")
-# A worker that has not beaten within its cadence is late (amber); within twice it, dead (red).
-WORKER_DEAD_CADENCES = 2
+# A worker that has not beaten within its cadence is late (amber); beyond 1.5 cadences it is
+# taken for dead (red), so a stopped worker turns red well within twice its cadence.
+WORKER_DEAD_CADENCES = 1.5
 # Failing units in a row: amber from the first, red from this many.
 WORKER_FAILING_RED = 5
 # A feed whose newest record is older than this many steps is late, then stale.
@@ -123,7 +124,7 @@ def worker_checks(*, now: datetime) -> list[Check]:
 
 
 def live_process_counts(*, now: datetime) -> dict[str, int]:
-    """Per worker name, the processes beating within twice their own cadence and not stopped."""
+    """Per worker name, the processes beating within 1.5 times their own cadence and not stopped."""
     rows = WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_beat_at__gte=now - timedelta(hours=1))
     counts: dict[str, int] = {}
     for name, last_beat_at, cadence in rows.values_list("name", "last_beat_at", "cadence_seconds"):

@@ -83,7 +83,7 @@ STAGE_SERIES = (
         "unconfirmed_age_seconds",
         None,
     ),
-    ("coordinator_worker_up", "1 while the worker beats within twice its cadence.", "worker", "up", "worker"),
+    ("coordinator_worker_up", "1 while the worker beats within 1.5 times its cadence.", "worker", "up", "worker"),
     (
         "coordinator_worker_heartbeat_age_seconds",
         "Seconds since the worker's newest heartbeat.",

@@ -47,7 +47,7 @@ def health_overview() -> NodeHealth:
 
 
 def live_process_counts(*, now: datetime) -> dict[str, int]:
-    """Per worker name, how many processes beat within twice their own cadence."""
+    """Per worker name, how many processes beat within 1.5 times their own cadence."""
     return monitoring_health.live_process_counts(now=now)
 
 

@@ -147,7 +147,7 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
     try:
         assert wait_for(lambda: web_up(port, process), timeout=120), output.text[-5000:]
         warm = watch(port, 120, until=lambda s: s.level == "green")
-        assert warm[-1].level == "green", f"{warm[-5:]}\n{output.text[-5000:]}"
+        assert warm[-1].level == "green", ([(s.level, s.reason) for s in warm[-5:]], output.text[-3000:])
 
         steady = watch(port, 30)
         assert len(steady) >= 20
@@ -162,10 +162,10 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
         stopped_pid, stopped_at = beat.pid, time.time()
         went_red = watch(port, 4 * cadence + 10, until=lambda s: s.level == "red")
         red = went_red[-1]
-        assert red.level == "red", went_red
+        assert red.level == "red", [(s.level, s.reason) for s in went_red]
         assert "worker run_score: no heartbeat for" in red.reason, red.reason
-        # Red within twice its cadence of the stop (the verdict is computed at most 1 s late).
-        assert red.computed_at.timestamp() - stopped_at <= 2 * cadence + 1.0 + 1.0, (red, cadence)
+        # Red within twice its cadence of the stop, by the verdict's own timestamp.
+        assert red.computed_at.timestamp() - stopped_at <= 2 * cadence, (red, cadence)
         assert process.poll() is None
         assert score_worker().pid == stopped_pid  # stopped, not restarted
         print(
@@ -178,12 +178,12 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
         os.kill(stopped_pid, signal.SIGCONT)
         stopped_pid = None
         back = watch(port, 90, until=lambda s: s.level == "green")
-        assert back[-1].level == "green", f"{back[-5:]}\n{output.text[-5000:]}"
+        assert back[-1].level == "green", [(s.level, s.reason) for s in back[-5:]]
         print(
             f"green again {back[-1].computed_at.timestamp() - resumed_at:.1f}s after SIGCONT: {[s.level for s in back]}"
         )
         after = watch(port, 5)
-        assert all(s.level == "green" for s in after), after
+        assert all(s.level == "green" for s in after), [(s.computed_at.isoformat(), s.level, s.reason) for s in after]
     finally:
         if stopped_pid:
             os.kill(stopped_pid, signal.SIGCONT)

@@ -48,7 +48,8 @@ def check(health, stage, name=None):
     [
         (timedelta(seconds=2), 7.0, False, 0, GREEN),
         (timedelta(seconds=8), 7.0, False, 0, AMBER),  # beyond its cadence
-        (timedelta(seconds=15), 7.0, False, 0, RED),  # beyond twice its cadence
+        (timedelta(seconds=10), 7.0, False, 0, AMBER),
+        (timedelta(seconds=11), 7.0, False, 0, RED),  # beyond 1.5 times its cadence
         # A checkpoint worker that announced a long cadence is not judged against another's.
         (timedelta(seconds=26), 35.0, False, 0, GREEN),
         (timedelta(seconds=2), 7.0, True, 0, RED),

@@ -4,7 +4,7 @@
 name as such. The newest heartbeat of that name on this host (a container's own worker;
 `--any-host` to look across hosts) is judged by the one health model (`monitoring.health`):
 against the cadence the worker announced, so a worker that sleeps 30 s is not judged by another's
-interval. Red (stopped, silent for twice its cadence, failing) exits 1 with the reason; amber
+interval. Red (stopped, silent for 1.5 times its cadence, failing) exits 1 with the reason; amber
 (late, a failing unit) exits 0 and says so.
 """
 

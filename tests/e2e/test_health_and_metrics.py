@@ -117,11 +117,11 @@ def sample(port: int) -> Sample:
 
 
 def watch(port: int, seconds: float, *, until=None) -> list[Sample]:
-    """One sample a second for `seconds` (or until `until(sample)`)."""
+    """One sample a second for `seconds` (or until `until(samples so far)`)."""
     samples, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
         samples.append(sample(port))
-        if until and until(samples[-1]):
+        if until and until(samples):
             break
         time.sleep(max(0.0, 1.0 - (time.monotonic() % 1.0)))
     return samples
@@ -135,6 +135,14 @@ def web_up(port: int, process) -> bool:
         return False
 
 
+def back_levels(samples: list[Sample]) -> list[str]:
+    """The trailing run of green samples (empty after any sample that is not green)."""
+    run = []
+    for s in samples:
+        run = [*run, "green"] if s.level == "green" else []
+    return run
+
+
 def score_worker():
     close_old_connections()
     return WorkerHeartbeat.objects.filter(name="run_score", stopped_at__isnull=True).order_by("-last_beat_at").first()
@@ -146,7 +154,7 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
     stopped_pid = None
     try:
         assert wait_for(lambda: web_up(port, process), timeout=120), output.text[-5000:]
-        warm = watch(port, 120, until=lambda s: s.level == "green")
+        warm = watch(port, 120, until=lambda ss: ss[-1].level == "green")
         assert warm[-1].level == "green", ([(s.level, s.reason) for s in warm[-5:]], output.text[-3000:])
 
         steady = watch(port, 30)
@@ -160,7 +168,7 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
         ]
         os.kill(beat.pid, signal.SIGSTOP)
         stopped_pid, stopped_at = beat.pid, time.time()
-        went_red = watch(port, 4 * cadence + 10, until=lambda s: s.level == "red")
+        went_red = watch(port, 4 * cadence + 10, until=lambda ss: ss[-1].level == "red")
         red = went_red[-1]
         assert red.level == "red", [(s.level, s.reason) for s in went_red]
         assert "worker run_score: no heartbeat for" in red.reason, red.reason
@@ -177,13 +185,15 @@ def test_demo_health_is_green_red_within_two_cadences_of_a_stopped_worker_then_g
 
         os.kill(stopped_pid, signal.SIGCONT)
         stopped_pid = None
-        back = watch(port, 90, until=lambda s: s.level == "green")
-        assert back[-1].level == "green", [(s.level, s.reason) for s in back[-5:]]
+        # Green again once the worker beats and has drained what piled up while it was stopped,
+        # and it stays green (five samples in a row).
+        back = watch(port, 90, until=lambda ss: len(back_levels(ss)) >= 5)
+        assert len(back_levels(back)) >= 5, [(s.level, s.reason) for s in back]
+        first_green = next(s for s in back if s.level == "green")
         print(
-            f"green again {back[-1].computed_at.timestamp() - resumed_at:.1f}s after SIGCONT: {[s.level for s in back]}"
+            f"green again {first_green.computed_at.timestamp() - resumed_at:.1f}s after SIGCONT: "
+            f"{[(s.level, s.reason) for s in back if s.level != 'green']}"
         )
-        after = watch(port, 5)
-        assert all(s.level == "green" for s in after), [(s.computed_at.isoformat(), s.level, s.reason) for s in after]
     finally:
         if stopped_pid:
             os.kill(stopped_pid, signal.SIGCONT)

@@ -274,9 +274,11 @@ def checkpoint_readiness(period: Period, *, now: datetime) -> tuple[bool, str]:
     "waiting for" reasons: adapt here only).
     """
     readiness = period_readiness(period, now=now)
-    if isinstance(readiness, tuple):
+    if isinstance(readiness, tuple):  # (ready, reason)
         return bool(readiness[0]), str(readiness[1])
-    return bool(getattr(readiness, "ready", False)), str(getattr(readiness, "reason", readiness))
+    # A Readiness with `ready`, `reason` and the list of what it is `waiting` for.
+    waiting = getattr(readiness, "waiting", None)
+    return bool(readiness.ready), "; ".join(waiting) if waiting else str(readiness.reason)
 
 
 def checkpoint_check(*, now: datetime, cadence: float) -> Check:

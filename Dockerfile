@@ -19,6 +19,8 @@ COPY . .
 # collectstatic needs settings, not a database or real secrets; the key exists only in this step.
 # The code stays owned by root: the app user can read it, not change it.
 RUN SECRET_KEY=collectstatic-build-only python manage.py collectstatic --noinput -v 0
+# prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR, the `metrics` volume in compose).
+RUN mkdir -p /run/coordinator-metrics && chown app:app /run/coordinator-metrics
 
 USER app
 EXPOSE 8000

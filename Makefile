@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/coordinator
 
-.PHONY: venv env run demo superuser verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean
+.PHONY: prometheus-local check-alerts venv env run demo superuser verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean
 
 # `make demo` and `DEMO=1`: the values of .env.demo exported over .env (synthetic feed, short cycles).
 DEMO_ENV := set -a && . ./.env.demo && set +a &&
@@ -49,6 +49,22 @@ superuser: venv .env
 # verify_e2e against the embedded node (DEMO=1: the demo's database).
 verify-local: venv .env
 	$(WITH_ENV) $(BIN)/python manage.py verify_e2e --timeout $(or $(TIMEOUT),120) $(VERIFY_ARGS)
+
+# Debian's prometheus (apt-get install prometheus) on loopback, scraping the node started by
+# `make run`/`make demo` (WEB=127.0.0.1:8000) with the shipped alert rules; UI on PROM_PORT.
+PROM_PORT ?= 9091
+WEB ?= 127.0.0.1:8000
+prometheus-local:
+	@command -v prometheus >/dev/null || { echo "prometheus not found: apt-get install prometheus"; exit 1; }
+	mkdir -p .prometheus
+	printf 'global: {scrape_interval: 5s, evaluation_interval: 5s}\nrule_files: [%s]\nscrape_configs:\n  - job_name: coordinator\n    static_configs: [{targets: ["%s"]}]\n' \
+		"$(CURDIR)/deploy/prometheus/alerts.yml" "$(WEB)" > .prometheus/prometheus.yml
+	prometheus --config.file=.prometheus/prometheus.yml --storage.tsdb.path=.prometheus/data \
+		--web.listen-address=127.0.0.1:$(PROM_PORT)
+
+# The alert rules and their unit tests (promtool ships with Debian's prometheus).
+check-alerts:
+	cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml
 
 # --- Production: docker compose (Postgres + web + one container per worker) --------------
 compose-check:

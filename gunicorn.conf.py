@@ -59,3 +59,10 @@ logconfig_dict = stdout_logging(
         },
     },
 )
+
+
+def child_exit(server, worker):
+    """A gunicorn worker exited: drop its live gauges from the shared metrics directory."""
+    from coordinator_site.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

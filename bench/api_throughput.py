@@ -7,6 +7,13 @@ requests at a fixed concurrency to /reports/leaderboard, /reports/predictions?li
 
     /work/venv/bin/python bench/api_throughput.py --requests 2000 --concurrency 8
 
+`--compare-metrics` measures what the Prometheus request middleware costs instead: /info (and
+/healthz) with the middleware (METRICS_ENABLED=true, multiprocess files as under run_node) and
+without it, in alternating rounds of the same run, and prints the median of each and the cost:
+
+    python bench/api_throughput.py --db-url postgres://postgres@127.0.0.1:5432/coord_i18_bench \
+        --models 20 --inputs 20 --compare-metrics --rounds 5 --requests 2000
+
 The load generator runs on the same machine as the server (2 cores here): figures are relative.
 """
 
@@ -44,7 +51,11 @@ def seed() -> None:
     from predictions.models import Input, ParticipantModel, Prediction, PredictionConfig
     from scoring.models import Leaderboard
 
-    if Prediction.objects.count() == MODELS * INPUTS and Leaderboard.objects.exists():
+    if (
+        Prediction.objects.count() == MODELS * INPUTS
+        and ParticipantModel.objects.count() == MODELS
+        and Leaderboard.objects.exists()
+    ):
         print("seed: already there")
         return
     started = time.perf_counter()
@@ -159,13 +170,21 @@ def load(url: str, *, requests: int, concurrency: int) -> tuple[float, float, fl
 
 
 def main() -> None:
+    global MODELS, INPUTS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db-url", default="postgres://postgres@127.0.0.1:5432/coord_api_bench")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--seed-only", action="store_true")
+    parser.add_argument("--models", type=int, default=MODELS, help="Models to seed (small data: e.g. 20).")
+    parser.add_argument("--inputs", type=int, default=INPUTS, help="Inputs to seed (each with a prediction per model).")
+    parser.add_argument(
+        "--compare-metrics", action="store_true", help="Measure /info with and without the metrics middleware."
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="Alternating rounds per variant (--compare-metrics).")
     args = parser.parse_args()
+    MODELS, INPUTS = args.models, args.inputs
 
     env = {
         **os.environ,
@@ -185,22 +204,11 @@ def main() -> None:
     if args.seed_only:
         return
 
-    gunicorn = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "coordinator_site.wsgi:application",
-        "--workers", "2",
-        "--bind", f"127.0.0.1:{args.port}",
-        "--log-level", "warning",
-    ]  # fmt: skip
-    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{args.port}"
+    if args.compare_metrics:
+        compare_metrics(env, args)
+        return
+    server, base = serve(env, args.port)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/info", timeout=1).read()  # noqa: S310
-                break
-            except OSError:
-                time.sleep(0.1)
         targets = {
             "trivial /info": f"{base}/info",
             "/reports/leaderboard": f"{base}/reports/leaderboard",
@@ -220,6 +228,106 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def serve(env: dict[str, str], port: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn (2 sync workers) on loopback, once /info answers."""
+    gunicorn = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "coordinator_site.wsgi:application",
+        "--workers", "2",
+        "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/info", timeout=1).read()  # noqa: S310
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, base
+
+
+def server_cpu_seconds(master_pid: int) -> float:
+    """CPU time (user + system) of a gunicorn master and its workers so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(entry) == master_pid or int(fields[1]) == master_pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def compare_metrics(env: dict[str, str], args) -> None:
+    """/info and /healthz with and without the metrics middleware, in the same run.
+
+    Both servers run side by side (an idle one costs nothing) and the load alternates between
+    them in short bursts, so a change in the machine's background load hits both alike."""
+    import tempfile
+
+    metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
+    quiet = {**env, "GUNICORN_ACCESS_LOG": "false", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    variants = {
+        "with metrics": {**quiet, "METRICS_ENABLED": "true"},
+        "without metrics": {**quiet, "METRICS_ENABLED": "false"},
+    }
+    servers = {}
+    try:
+        for offset, (name, variant_env) in enumerate(variants.items()):
+            servers[name] = serve(variant_env, args.port + offset)
+        paths = ("/info", "/healthz")
+        for _server, base in servers.values():
+            for path in paths:
+                load(f"{base}{path}", requests=200, concurrency=4)  # warm both workers
+        figures: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
+        print(
+            f"gunicorn 2 workers per variant, side by side; {args.rounds} alternating bursts of {args.requests} "
+            f"requests per variant and endpoint, concurrency {args.concurrency}"
+        )
+        for round_number in range(args.rounds):
+            names = list(servers) if round_number % 2 == 0 else list(reversed(servers))
+            for path in paths:
+                for name in names:
+                    server, base = servers[name]
+                    before = server_cpu_seconds(server.pid)
+                    rps = load(f"{base}{path}", requests=args.requests, concurrency=args.concurrency)[0]
+                    figures.setdefault((name, path), []).append(rps)
+                    cpu.setdefault((name, path), []).append(
+                        (server_cpu_seconds(server.pid) - before) / args.requests * 1000
+                    )
+        print(f"{'variant':18} {'endpoint':10} {'median req/s':>13} {'server CPU ms/req':>18}  req/s per burst")
+        for (name, path), values in sorted(figures.items(), key=lambda item: (item[0][1], item[0][0])):
+            cpu_ms = statistics.median(cpu[(name, path)])
+            print(
+                f"{name:18} {path:10} {statistics.median(values):13.0f} {cpu_ms:18.3f}  "
+                + " ".join(f"{v:.0f}" for v in values)
+            )
+        for path in paths:
+            on = statistics.median(figures[("with metrics", path)])
+            off = statistics.median(figures[("without metrics", path)])
+            cpu_on = statistics.median(cpu[("with metrics", path)])
+            cpu_off = statistics.median(cpu[("without metrics", path)])
+            print(
+                f"metrics middleware cost on {path}: {(off - on) / off * 100:+.1f} % of throughput, "
+                f"{(cpu_on - cpu_off) / cpu_off * 100:+.1f} % of server CPU per request (target <= 5 %)"
+            )
+        info_off = statistics.median(figures[("without metrics", "/info")])
+        healthz_on = statistics.median(figures[("with metrics", "/healthz")])
+        print(f"/healthz (with metrics) / /info (without) = {healthz_on / info_off:.2f}")
+    finally:
+        for server, _base in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ from datetime import UTC, datetime
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. Structured fields passed as `extra={"fields": {...}}` (the workers'
+    summary lines: units, found, errors, counts, timings) are top-level keys, so a log shipper
+    gets the same numbers as the text line without parsing it."""
+
     def format(self, record: logging.LogRecord) -> str:
         payload = {
             "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
@@ -13,6 +17,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update({key: value for key, value in fields.items() if key not in payload})
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(payload)

@@ -13,6 +13,10 @@ class WorkerHeartbeat(models.Model):
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
     counters = models.JSONField(default=dict, blank=True)
+    # The longest this worker promises to go between beats (heartbeat interval + its longest
+    # unit): health judges each worker against its own cadence, not one global setting.
+    cadence_seconds = models.FloatField(default=0.0)
+    consecutive_errors = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -30,9 +30,13 @@ DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - flagged by a syste
 SECRET_KEY = env.str("SECRET_KEY", default="") or DEFAULT_SECRET_KEY
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Internal names other containers use (compose sets `web`, so Prometheus can scrape web:8000).
+ALLOWED_HOSTS += env.list("EXTRA_ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Behind a TLS-terminating proxy set SECURE_SSL_REDIRECT etc. (see .env.example).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and Prometheus speak plain HTTP inside the deployment.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -61,11 +65,15 @@ INSTALLED_APPS = [
     "predictions",
     "scoring",
     "checkpoints",
+    "monitoring",
     "reports",
     *env.list("EXTRA_INSTALLED_APPS", default=[]),  # e.g. the test suite's helper app
 ]
 
+# Prometheus request metrics (latency by route); METRICS_ENABLED=false drops the middleware.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
 MIDDLEWARE = [
+    *(["coordinator_site.metrics.RequestMetricsMiddleware"] if METRICS_ENABLED else []),
     "django.middleware.security.SecurityMiddleware",
     "coordinator_site.middleware.RejectNullBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -167,6 +175,17 @@ SOLANA_NETWORK = env.str("SOLANA_NETWORK", default="devnet")
 # --- Workers (DESIGN.md §5) -------------------------------------------------------------
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
 WORKER_ERROR_BACKOFF_MAX_SECONDS = env.float("WORKER_ERROR_BACKOFF_MAX_SECONDS", default=60.0)
+# One INFO summary line per worker per interval; each unit is logged at DEBUG.
+WORKER_LOG_SUMMARY_SECONDS = env.float("WORKER_LOG_SUMMARY_SECONDS", default=60.0)
+
+# --- Health and metrics (docs/operations.md) ------------------------------------------------
+# Node health is computed at most this often per web process; /healthz, the badge, the health
+# page and /reports/health read the same computed value in between.
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=2.0)
+# Model-level metric labels: at most this many models get their own label, the rest "other".
+METRICS_MODEL_LABEL_CAP = env.int("METRICS_MODEL_LABEL_CAP", default=50)
+# Empty: /metrics is open (keep it off the public proxy); set: Prometheus sends it as a bearer token.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 
 # --- Feeds (DESIGN.md §6) ---------------------------------------------------------------
 FEED_SOURCE = env.str("FEED_SOURCE", default="pyth")

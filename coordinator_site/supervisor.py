@@ -73,6 +73,7 @@ class Supervisor:
         stop_timeout: float = 5.0,
         json_lines: bool = False,
         output=None,
+        on_exit=None,
     ) -> None:
         names = [spec.name for spec in children]
         if len(set(names)) != len(names):
@@ -85,6 +86,7 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.json_lines = json_lines
         self.output = output or sys.stdout
+        self.on_exit = on_exit  # called with a child's pid once it has exited (e.g. drop its live metrics)
         self._output_lock = threading.Lock()
         self._stop = threading.Event()
         self._width = max((len(n) for n in names), default=0)
@@ -151,6 +153,7 @@ class Supervisor:
                 continue
             # The leader is gone; anything it left in its group goes with it.
             self._signal_group(child.process.pid, signal.SIGKILL)
+            self._exited(child.process.pid)
             uptime = now - child.started_at
             if uptime >= self.stable_seconds:
                 child.failures_in_a_row = 0
@@ -183,10 +186,18 @@ class Supervisor:
                 # Kill the group even when the leader exited cleanly: nothing may outlive the node.
                 self._signal_group(child.process.pid, signal.SIGKILL)
                 child.process.wait()
+                self._exited(child.process.pid)
         for child in self.children:
             if child.reader:
                 child.reader.join(timeout=1)
         log.info("all children stopped")
+
+    def _exited(self, pid: int) -> None:
+        if self.on_exit is not None:
+            try:
+                self.on_exit(pid)
+            except Exception:
+                log.warning("exit hook failed for pid %s", pid, exc_info=True)
 
     @staticmethod
     def _signal_group(pgid: int, sig: int) -> None:

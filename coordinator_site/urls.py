@@ -3,10 +3,12 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from monitoring.views import metrics
 from reports.api.errors import not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics, name="metrics"),  # Prometheus; docs/operations.md
     path("", include("reports.urls")),  # /healthz, /info, /reports/..., /api/schema/, /api/docs/
     path("", include("reports.pages.urls")),  # the HTML pages
     # Last: whatever /reports path no route matched (unknown path, non-numeric id) is a JSON 404,

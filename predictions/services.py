@@ -225,6 +225,7 @@ def run_predict_cycle(
 
 
 def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, now: datetime) -> CycleReport:
+    from coordinator_site import metrics
     from coordinator_site.contract import get_callable, get_contract
 
     clock = time.perf_counter()
@@ -263,6 +264,9 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
         report.counts["identity_rejected"] = rejected
     validator = get_callable("INFERENCE_OUTPUT_VALIDATOR")
     judged = [judge(a, validator=validator, output_type=contract.output_type) for a in answers]
+    for verdict in judged:
+        seconds = verdict.exec_time_us / 1e6 if verdict.exec_time_us is not None else None
+        metrics.model_answered(verdict.identity.model_id, status=verdict.failure_reason or "ok", seconds=seconds)
     report.timings_ms["validation"] = _lap(clock)
 
     clock = time.perf_counter()

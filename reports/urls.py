@@ -21,6 +21,7 @@ router.register("reports/schema", views.ReportSchemaViewSet, basename="report-sc
 
 urlpatterns = [
     path("healthz", views.HealthView.as_view(), name="healthz"),
+    path("reports/health", views.NodeHealthView.as_view(), name="node-health"),
     path("info", views.InfoView.as_view(), name="info"),
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),

@@ -8,6 +8,17 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_health(settings):
+    """Each test computes node health from its own rows (no verdict cached by another test)."""
+    from monitoring.health import forget_health
+
+    settings.HEALTH_CACHE_SECONDS = 0
+    forget_health()
+    yield
+    forget_health()
+
+
 @pytest.fixture
 def worker_env(transactional_db):
     """Environment for a subprocess (manage.py ...) that must use this test's database."""

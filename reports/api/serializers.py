@@ -393,10 +393,30 @@ class HeartbeatSerializer(serializers.Serializer):
 
 
 class HealthSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "error"])
+    status = serializers.ChoiceField(choices=["ok", "error"], help_text="The web process answers (liveness).")
     version = serializers.CharField()
     database = serializers.CharField()
-    workers = HeartbeatSerializer(many=True)
+    level = serializers.ChoiceField(choices=["green", "amber", "red"], help_text="The node's health level.")
+    reason = serializers.CharField()
+    computed_at = serializers.DateTimeField(help_text="When the level was computed (at most HEALTH_CACHE_SECONDS ago).")
+    workers = HeartbeatSerializer(many=True, help_text="The newest heartbeat of each worker.")
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=["feed", "predict", "score", "checkpoint", "worker"])
+    name = serializers.CharField()
+    level = serializers.ChoiceField(choices=["green", "amber", "red"])
+    reason = serializers.CharField()
+    values = serializers.DictField(help_text="Measured numbers (seconds, counts) and the cadence judged against.")
+
+
+class NodeHealthSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["green", "amber", "red"])
+    reason = serializers.CharField()
+    computed_at = serializers.DateTimeField()
+    database = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    checks = HealthCheckSerializer(many=True)
 
 
 class InfoSerializer(serializers.Serializer):

@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -25,8 +24,10 @@ from rest_framework.views import APIView
 from coordinator_site.boundary import Rejected
 from coordinator_site.boundary.params import MALFORMED, MAX_DB_ID, parse_id_list, parse_utc_datetime, parse_whole_number
 from coordinator_site.contract import competition_name, get_callable, get_contract
+from coordinator_site.health import RED
 from coordinator_site.transitions import InvalidTransition
 from feeds.selectors import feed_summaries
+from monitoring.health import current_health
 from predictions.models import ParticipantModel
 from reports import selectors
 from reports.api import openapi
@@ -546,24 +547,51 @@ class ReportSchemaViewSet(ReportViewSet):
 
 
 class HealthView(APIView):
-    """Liveness for probes and the UI: database reachable, and each worker's last heartbeat."""
+    """Liveness of the web process, for probes: 200 while it answers and the database is
+    reachable, whatever the workers do (a dead worker must not restart the web server). `level`
+    is the node's health from the one health model (computed at most every HEALTH_CACHE_SECONDS,
+    so a probe costs no query): see `/reports/health` for every check."""
 
     authentication_classes = []
     permission_classes = []
     schema = ReportAutoSchema()
 
-    @extend_schema(summary="Health", responses={200: s.HealthSerializer, 503: s.HealthSerializer})
+    @extend_schema(summary="Health (liveness)", responses={200: s.HealthSerializer, 503: s.HealthSerializer})
     def get(self, request):
-        version = settings.SPECTACULAR_SETTINGS.get("VERSION", "")
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            workers = list(selectors.worker_heartbeats()[:100])
-        except Exception as exc:  # the probe must answer, whatever the database does
-            body = {"status": "error", "version": version, "database": f"error: {type(exc).__name__}", "workers": []}
-            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        body = {"status": "ok", "version": version, "database": "ok", "workers": workers}
-        return Response(s.HealthSerializer(body).data)
+        health = current_health()
+        cached_health, body = _healthz_body
+        if cached_health is not health:  # serialised once per verdict, not once per probe
+            body = s.HealthSerializer(
+                {
+                    "status": "ok" if health.database == "ok" else "error",
+                    "version": settings.SPECTACULAR_SETTINGS.get("VERSION", ""),
+                    "database": health.database,
+                    "level": health.level,
+                    "reason": health.reason,
+                    "computed_at": health.computed_at,
+                    "workers": [check.row for check in health.by_stage("worker") if check.row is not None],
+                }
+            ).data
+            _healthz_body[:] = [health, body]
+        code = status.HTTP_200_OK if health.database == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+        return Response(body, status=code)
+
+
+_healthz_body: list = [None, None]  # [the verdict, its /healthz body]
+
+
+class NodeHealthView(APIView):
+    """The node's health: every stage and worker check with its level and reason. HTTP 200 when
+    the node is green or amber, 503 when red (for uptime monitors). Public, like `/healthz`."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    @extend_schema(summary="Node health", responses={200: s.NodeHealthSerializer, 503: s.NodeHealthSerializer})
+    def get(self, request):
+        health = current_health()
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if health.level == RED else status.HTTP_200_OK
+        return Response(health.as_dict(), status=code)
 
 
 class InfoView(APIView):

@@ -6,34 +6,27 @@ over a partial index that holds just the queue.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Q, QuerySet
 
 from checkpoints.models import Checkpoint
 from checkpoints.selectors import next_checkpoint_period, period_readiness
 from coordinator_site.contract import get_contract
-from coordinator_site.models import WorkerHeartbeat
+from coordinator_site.health import RED, NodeHealth
 from feeds import selectors as tape
-from feeds.dims import FeedDims, granularity_seconds, record_price
+from feeds.dims import FeedDims, record_price
 from feeds.models import FeedIngestionState
+from monitoring import health as monitoring_health
+from monitoring.health import current_health
 from predictions.choices import InputStatus, PredictionStatus
 from predictions.models import Input, ParticipantModel, Prediction, PredictionConfig
 from predictions.selectors import predictions_list
-from reports.pages.formatting import human_duration
 from scoring.models import Leaderboard, Snapshot
 
-GREEN, AMBER, RED = "green", "amber", "red"
-LEVEL_ORDER = {GREEN: 0, AMBER: 1, RED: 2}
-# A worker that has not beaten for this many heartbeat intervals is late (amber), then dead (red).
-WORKER_LATE_BEATS, WORKER_DEAD_BEATS = 3, 12
-# A worker error within this window keeps the worker amber even while it beats.
-RECENT_ERROR = timedelta(minutes=5)
-# A feed whose newest record is older than this many expected steps is late, then stale.
-FEED_LATE_STEPS, FEED_STALE_STEPS = 3, 10
 SPARKLINE_PERIODS = 48
 MODEL_CHART_DAYS = 7
 TAPE_CHART_RECORDS = 240
@@ -45,98 +38,17 @@ def _finite(value: Any) -> float | None:
     return float(value)
 
 
-# --- Health ---------------------------------------------------------------------------------
+# --- Health (computed in monitoring.health; the page only reads it) ------------------------
 
 
-@dataclass
-class HealthItem:
-    kind: str  # "worker" | "feed"
-    name: str
-    level: str
-    reason: str
-    row: Any = None
-
-
-@dataclass
-class HealthOverview:
-    level: str
-    reason: str
-    items: list[HealthItem] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = {GREEN: 0, AMBER: 0, RED: 0}
-        for item in self.items:
-            counts[item.level] += 1
-        return counts
-
-
-def latest_heartbeats() -> QuerySet[WorkerHeartbeat]:
-    """The newest heartbeat of each worker name, one query (index workerheartbeat_latest)."""
-    newest = WorkerHeartbeat.objects.filter(name=OuterRef("name")).order_by("-last_beat_at", "-id").values("pk")[:1]
-    return WorkerHeartbeat.objects.filter(pk=Subquery(newest)).order_by("name")
-
-
-def worker_level(beat: WorkerHeartbeat, *, now: datetime) -> tuple[str, str]:
-    """Green while it beats on time, amber when late or recently failing, red when stopped or dead."""
-    interval = timedelta(seconds=settings.WORKER_HEARTBEAT_SECONDS)
-    age = now - beat.last_beat_at
-    if beat.stopped_at is not None:
-        return RED, "stopped"
-    if age > interval * WORKER_DEAD_BEATS:
-        return RED, f"no heartbeat for {human_duration(age)}"
-    if age > interval * WORKER_LATE_BEATS:
-        return AMBER, f"heartbeat late by {human_duration(age)}"
-    if beat.last_error and beat.last_error_at and now - beat.last_error_at <= RECENT_ERROR:
-        return AMBER, "recent error"
-    return GREEN, "beating"
-
-
-def feed_level(state: FeedIngestionState, *, now: datetime) -> tuple[str, str]:
-    """Green while the newest record is recent for its granularity, amber when late or erroring."""
-    if state.last_event_ts is None:
-        return RED, "nothing ingested yet"
-    try:
-        bar = granularity_seconds(state.granularity)
-    except ValueError:
-        bar = 60
-    # A candle is stored once closed and stamped with its open time: one bar of lag is normal.
-    step = timedelta(seconds=bar + settings.FEED_POLL_SECONDS + (bar if state.kind == "candle" else 0))
-    lag = now - state.last_event_ts
-    if lag > step * FEED_STALE_STEPS:
-        return RED, f"stale: newest record {human_duration(lag)} old"
-    if lag > step * FEED_LATE_STEPS:
-        return AMBER, f"late: newest record {human_duration(lag)} old"
-    if state.consecutive_errors:
-        return AMBER, f"{state.consecutive_errors} consecutive errors"
-    return GREEN, "fresh"
-
-
-def health_overview(*, now: datetime) -> HealthOverview:
-    """Node health at a glance: the worst of every worker's and every feed's level (2 queries)."""
-    items = [HealthItem("worker", b.name, *worker_level(b, now=now), row=b) for b in latest_heartbeats()]
-    states = FeedIngestionState.objects.order_by("source", "subject", "kind", "granularity")
-    items += [HealthItem("feed", s.dims_label, *feed_level(s, now=now), row=s) for s in states]
-    if not items:
-        return HealthOverview(RED, "no worker heartbeat and no feed yet: start the workers (run_node)")
-    worst = max(items, key=lambda item: LEVEL_ORDER[item.level])
-    if worst.level == GREEN:
-        return HealthOverview(GREEN, "all workers beating, feeds fresh", items)
-    bad = [item for item in items if item.level == worst.level]
-    reason = "; ".join(f"{item.kind} {item.name}: {item.reason}" for item in bad[:3])
-    return HealthOverview(worst.level, reason, items)
+def health_overview() -> NodeHealth:
+    """The node's health verdict, the same one `/healthz`, `/reports/health` and `/metrics` read."""
+    return current_health()
 
 
 def live_process_counts(*, now: datetime) -> dict[str, int]:
-    """Per worker name, how many processes beat within the late threshold and have not stopped."""
-    since = now - timedelta(seconds=settings.WORKER_HEARTBEAT_SECONDS * WORKER_LATE_BEATS)
-    rows = (
-        WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_beat_at__gte=since)
-        .values("name")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return {row["name"]: row["n"] for row in rows}
+    """Per worker name, how many processes beat within 1.5 times their own cadence."""
+    return monitoring_health.live_process_counts(now=now)
 
 
 def next_checkpoint_readiness(*, now: datetime):
@@ -386,7 +298,11 @@ def feed_overview(*, now: datetime) -> list[dict[str, Any]]:
         state = states.get(dims)
         recent = tape.latest(dims, TAPE_CHART_RECORDS)
         newest = summary["newest_ts"]
-        level, reason = feed_level(state, now=now) if state else (RED, "no ingestion state: run_feed has not polled it")
+        if state:
+            check = monitoring_health.feed_check(state, now=now)
+            level, reason = check.level, check.reason
+        else:
+            level, reason = RED, "no ingestion state: run_feed has not polled it"
         rows.append(
             {
                 **summary,

@@ -157,18 +157,20 @@ def checkpoint_detail(request: HttpRequest, checkpoint_id: int) -> HttpResponse:
 
 def health(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    overview = selectors.health_overview(now=now)
+    overview = selectors.health_overview()
     live = selectors.live_process_counts(now=now)
-    workers = [item for item in overview.items if item.kind == "worker"]
-    for item in workers:
-        item.live = live.get(item.name, 0)
+    workers = [check for check in overview.by_stage("worker") if check.row is not None]
+    for check in workers:
+        check.live = live.get(check.name, 0)
     return render(
         request,
         "pages/health.html",
         {
             "overview": overview,
+            "stages": [c for c in overview.checks if c.stage in ("predict", "score", "checkpoint")],
+            "missing_workers": [check for check in overview.by_stage("worker") if check.row is None],
             "workers": workers,
-            "feeds": [item for item in overview.items if item.kind == "feed"],
+            "feeds": overview.by_stage("feed"),
             "queues": selectors.queue_depths(now=now),
             "now": now,
         },

@@ -84,8 +84,8 @@ def competition_name() -> str:
 
 @register.inclusion_tag("pages/_health_badge.html")
 def health_badge():
-    """The node's health at a glance (green/amber/red) for the navigation bar (2 queries)."""
-    return {"health": health_overview(now=timezone.now())}
+    """The node's health at a glance (green/amber/red) for the navigation bar (the cached verdict)."""
+    return {"health": health_overview()}
 
 
 @register.simple_tag(takes_context=True)

@@ -65,5 +65,9 @@ def test_an_unreachable_feed_keeps_the_node_running_and_healthz_shows_the_error(
         feed = next(w for w in health["workers"] if w["name"] == "run_feed")
         assert feed["pid"] == beat.pid
         assert "binance" in feed["last_error"]
+        # /healthz stays 200 (the web process is fine) but its level says the node is not.
+        assert health["status"] == "ok"
+        assert health["level"] in ("amber", "red"), health
+        assert "feed binance/BTC/candle/1m" in health["reason"], health["reason"]
     finally:
         stop(process)

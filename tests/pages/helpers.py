@@ -152,3 +152,21 @@ def seed_node(*, now: datetime, inputs_per_config: int = 6, tape_minutes: int = 
     for name in ("run_feed", "run_predict", "run_score", "run_checkpoint"):
         make_heartbeat(name=name, started_at=now - timedelta(hours=1), last_beat_at=now, counters={"units": 12})
     return seeded
+
+
+def settle_node(*, now: datetime) -> None:
+    """Make a seeded node healthy for the health model: slots due in the future, due Inputs
+    resolved, the last ended checkpoint period built."""
+    from checkpoints.selectors import aligned_period
+    from predictions.choices import InputStatus
+    from predictions.models import Input, PredictionConfig
+
+    PredictionConfig.objects.update(next_run_at=now + timedelta(minutes=1))
+    Input.objects.filter(resolvable_at__lte=now).update(status=InputStatus.RESOLVED)
+    current = aligned_period(now)
+    make_checkpoint(
+        period_start=current.start - (current.end - current.start),
+        period_end=current.start,
+        status="SUBMITTED",
+        tx_hash="6" * 88,
+    )

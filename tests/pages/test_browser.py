@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from predictions.choices import PredictionStatus
 from predictions.models import Prediction
-from tests.pages.helpers import RANKED, seed_node
+from tests.pages.helpers import RANKED, seed_node, settle_node
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -60,7 +60,9 @@ def screenshot(page, name: str) -> None:
 
 @pytest.fixture
 def seeded(live_server):
-    return seed_node(now=timezone.now())
+    seeded = seed_node(now=timezone.now())
+    settle_node(now=timezone.now())  # a healthy node: slots due ahead, inputs resolved, checkpoint built
+    return seeded
 
 
 def test_every_page_loads_without_console_errors(live_server, seeded):

@@ -13,7 +13,7 @@ from predictions.models import Prediction
 from reports.pages import views
 from reports.pages.selectors import encode_cursor
 from tests.factories import make_checkpoint, make_input, make_model, make_prediction
-from tests.pages.helpers import RANKED, seed_node
+from tests.pages.helpers import RANKED, seed_node, settle_node
 
 pytestmark = pytest.mark.django_db
 
@@ -55,16 +55,19 @@ def test_base_layout_shows_competition_name_navigation_and_health(client, seeded
     assert "<title>Leaderboard · Starter BTC direction</title>" in html
     for name in ("predictions", "feeds", "checkpoints", "health"):
         assert f'href="{reverse("pages:" + name)}"' in html
-    assert 'data-health="green"' in html
+    assert 'data-health="red"' in html  # the seeded slots are long overdue
+    settle_node(now=timezone.now())
+    assert 'data-health="green"' in client.get("/").content.decode()
 
 
 def test_health_badge_turns_red_when_a_worker_stopped_beating(client, seeded):
     from coordinator_site.models import WorkerHeartbeat
 
+    settle_node(now=timezone.now())
     WorkerHeartbeat.objects.filter(name="run_score").update(last_beat_at=timezone.now() - timedelta(hours=1))
     html = client.get("/").content.decode()
     assert 'data-health="red"' in html
-    assert "worker run_score: no heartbeat for 1 h" in html
+    assert "worker run_score: no heartbeat for 1 h (expected every 10 s)" in html
 
 
 def test_model_page_shows_identity_chart_deployments_predictions_and_snapshots(client, seeded):

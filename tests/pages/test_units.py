@@ -1,23 +1,13 @@
-"""Chart layout, health levels, cursors and formatting filters, without pages around them."""
+"""Chart layout, cursors and formatting filters, without pages around them."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from reports.pages.charts import line_chart, sparkline
-from reports.pages.selectors import (
-    AMBER,
-    GREEN,
-    RED,
-    BadCursor,
-    decode_cursor,
-    encode_cursor,
-    feed_level,
-    unbuilt_checkpoint_periods,
-    worker_level,
-)
+from reports.pages.selectors import BadCursor, decode_cursor, encode_cursor, unbuilt_checkpoint_periods
 from reports.templatetags.pages import duration, frac64_percent, num, percent, utc
-from tests.factories import T0, make_checkpoint, make_heartbeat, make_ingestion_state, make_snapshot
+from tests.factories import T0, make_checkpoint, make_snapshot
 
 T = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
@@ -54,48 +44,6 @@ def test_sparkline_needs_two_finite_points():
     assert sparkline([0.3]) == ""
     assert sparkline([None, 0.3]) == ""
     assert len(sparkline([0.3, None, 0.2, 0.25]).split(" ")) == 3
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("age", "stopped", "error_age", "level"),
-    [
-        (timedelta(seconds=2), False, None, GREEN),
-        (timedelta(seconds=20), False, None, AMBER),  # > 3 beats of 5 s
-        (timedelta(minutes=2), False, None, RED),  # > 12 beats
-        (timedelta(seconds=2), True, None, RED),
-        (timedelta(seconds=2), False, timedelta(minutes=1), AMBER),
-        (timedelta(seconds=2), False, timedelta(hours=1), GREEN),  # an old error is history
-    ],
-)
-def test_worker_level(age, stopped, error_age, level):
-    beat = make_heartbeat(
-        last_beat_at=T - age,
-        stopped_at=T if stopped else None,
-        last_error="boom" if error_age else "",
-        last_error_at=T - error_age if error_age else None,
-    )
-    assert worker_level(beat, now=T)[0] == level
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("lag", "errors", "level"),
-    [
-        (timedelta(minutes=2), 0, GREEN),  # a 1m candle is stored a bar after it opens
-        (timedelta(minutes=2), 3, AMBER),
-        (timedelta(minutes=10), 0, AMBER),
-        (timedelta(hours=1), 0, RED),
-    ],
-)
-def test_feed_level(lag, errors, level):
-    state = make_ingestion_state(last_event_ts=T - lag, consecutive_errors=errors)
-    assert feed_level(state, now=T)[0] == level
-
-
-@pytest.mark.django_db
-def test_feed_without_any_record_is_red():
-    assert feed_level(make_ingestion_state(last_event_ts=None), now=T) == (RED, "nothing ingested yet")
 
 
 def test_cursor_round_trip_and_bad_cursors():

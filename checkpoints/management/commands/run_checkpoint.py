@@ -9,6 +9,7 @@ class Command(WorkerCommand):
     worker_name = "run_checkpoint"
     default_sleep = 30.0
     default_batch = 1
+    unit_budget_seconds = 30.0  # ranking, emission and Merkle tree of one period, in one transaction
 
     def setup(self, options: dict) -> None:
         self.last_wait = ""

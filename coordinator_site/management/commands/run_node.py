@@ -9,12 +9,15 @@ workers (tests run the shared loop's test worker this way).
 import os
 import shlex
 import sys
+import tempfile
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from coordinator_site.metrics import MULTIPROC_DIR_ENV, mark_process_dead
 from coordinator_site.supervisor import ChildSpec, Supervisor
 
 WORKERS = (
@@ -40,6 +43,16 @@ def feed_preflight_error() -> str | None:
     if settings.FEED_SOURCE == "pyth" and not settings.PYTH_API_KEY:
         return PYTH_KEY_MISSING
     return None
+
+
+def prepare_metrics_dir() -> str:
+    """The prometheus-client multiprocess directory shared by every child (docs/operations.md):
+    PROMETHEUS_MULTIPROC_DIR if set, else a fresh temporary one; emptied, so counters start at 0."""
+    path = os.environ.get(MULTIPROC_DIR_ENV) or tempfile.mkdtemp(prefix="coordinator-metrics-")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for stale in Path(path).glob("*.db"):
+        stale.unlink()
+    return path
 
 
 def parse_child(value: str) -> ChildSpec:
@@ -115,12 +128,16 @@ class Command(BaseCommand):
         if not options["no_web"]:
             self.stdout.write(banner(options["bind"]))
 
+        metrics_dir = prepare_metrics_dir()
+        os.environ[MULTIPROC_DIR_ENV] = metrics_dir  # for the children, and mark_process_dead here
         supervisor = Supervisor(
             children,
             backoff_max=options["backoff_max"],
             stop_timeout=options["stop_timeout"],
             json_lines=settings.LOG_FORMAT == "json",
+            on_exit=mark_process_dead,  # an exited child's live gauges go; its counters keep counting
         )
+        self.stdout.write(f"run_node: metrics of every process in {metrics_dir} (served at /metrics)")
         supervisor.run()
 
     def prepare(self, *, web: bool) -> None:

@@ -1,12 +1,14 @@
-"""`manage.py worker_health <name> --max-age S`: exit 0 if that worker is alive (for healthchecks).
+"""`manage.py worker_health <name>`: exit 0 if that worker is alive (for compose healthchecks).
 
 `name` is a worker command (`run_feed`, resolved to the name its heartbeat carries) or a heartbeat
-name as such. Alive = the newest heartbeat of that name on this host (a container's own worker; `--any-host` to
-look across hosts) is not marked stopped and beat within `--max-age` seconds.
+name as such. The newest heartbeat of that name on this host (a container's own worker;
+`--any-host` to look across hosts) is judged by the one health model (`monitoring.health`):
+against the cadence the worker announced, so a worker that sleeps 30 s is not judged by another's
+interval. Red (stopped, silent for 1.5 times its cadence, failing) exits 1 with the reason; amber
+(late, a failing unit) exits 0 and says so.
 """
 
 import socket
-from datetime import timedelta
 
 from django.core.management import get_commands, load_command_class
 from django.core.management.base import BaseCommand, CommandError
@@ -30,11 +32,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="Worker command (e.g. run_feed) or heartbeat name.")
-        parser.add_argument("--max-age", type=float, default=60.0, help="Oldest acceptable heartbeat (s).")
+        parser.add_argument(
+            "--max-age", type=float, default=None, help="Deprecated and ignored: each worker's own cadence decides."
+        )
         parser.add_argument("--any-host", action="store_true", help="Accept a heartbeat from any host.")
 
-    def handle(self, *args, name: str, max_age: float, any_host: bool, **options) -> None:
+    def handle(self, *args, name: str, any_host: bool, **options) -> None:
+        from coordinator_site.health import RED
         from coordinator_site.models import WorkerHeartbeat
+        from monitoring.health import worker_check
 
         name = heartbeat_name(name)
         rows = WorkerHeartbeat.objects.filter(name=name)
@@ -44,10 +50,8 @@ class Command(BaseCommand):
         beat = rows.order_by("-last_beat_at").first()
         if beat is None:
             raise CommandError(f"{name}: no heartbeat on {where}")
-        age = (timezone.now() - beat.last_beat_at).total_seconds()
-        if beat.stopped_at is not None:
-            raise CommandError(f"{name} (pid {beat.pid}): stopped at {beat.stopped_at.isoformat()}")
-        if beat.last_beat_at < timezone.now() - timedelta(seconds=max_age):
-            raise CommandError(f"{name} (pid {beat.pid}): last heartbeat {age:.0f}s ago (max {max_age:.0f}s)")
-        error = f"; last error: {beat.last_error.splitlines()[0]}" if beat.last_error else ""
-        self.stdout.write(f"{name} (pid {beat.pid}) healthy: last heartbeat {age:.0f}s ago{error}")
+        check = worker_check(beat, now=timezone.now())
+        if check.level == RED:
+            raise CommandError(f"{name} (pid {beat.pid}): {check.reason}")
+        age = check.values["heartbeat_age_seconds"]
+        self.stdout.write(f"{name} (pid {beat.pid}) {check.level}: {check.reason}; last heartbeat {age:.0f}s ago")

@@ -5,7 +5,9 @@ import socket
 import time
 
 from django.conf import settings
+from django.utils import timezone
 
+from coordinator_site import metrics
 from coordinator_site.worker import UnitResult, WorkerCommand
 from predictions.gateway import build_gateway
 from predictions.services import run_predict_cycle
@@ -15,6 +17,11 @@ class Command(WorkerCommand):
     help = "Ask every model for a prediction on each due config; one cycle per unit of work."
     worker_name = "run_predict"
     default_sleep = 0.5
+
+    @property
+    def unit_budget_seconds(self) -> float:
+        # One cycle: `tick` then `predict` to every model (each up to the call timeout), then the write.
+        return 2 * settings.MODEL_CALL_TIMEOUT_SECONDS + 5.0
 
     def add_worker_arguments(self, parser) -> None:
         parser.add_argument(
@@ -51,11 +58,17 @@ class Command(WorkerCommand):
         if not self.gateway.ready:
             # Never ask models before the gateway is up: every model would count ABSENT.
             return UnitResult(found=False, counts={"gateway_not_ready": 1})
+        started_at = timezone.now()
         report = run_predict_cycle(gateway=self.gateway, worker_id=self.worker_id)
         if report is None:
             return UnitResult(found=False)
+        metrics.predict_slot_served(
+            report.scope_key,
+            lateness_seconds=(started_at - report.scheduled_for).total_seconds(),
+            missed=report.counts.get("missed_slots", 0),
+        )
         timings = " ".join(f"{k}={v:.1f}ms" for k, v in report.timings_ms.items())
-        self.log.info(
+        self.log.debug(
             "%s slot %s input=%s %s%s",
             report.scope_key,
             report.scheduled_for.isoformat(),

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 
+from coordinator_site import metrics
 from coordinator_site.worker import UnitResult, WorkerCommand
 from scoring.policy import missing_policy
 from scoring.services import rebuild_leaderboard, score_batch
@@ -22,6 +23,7 @@ class Command(WorkerCommand):
     worker_name = "run_score"
     default_sleep = 2.0
     default_batch = 500
+    unit_budget_seconds = 10.0  # one claimed batch of Inputs, scored and written
 
     def setup(self, options: dict) -> None:
         missing_policy()  # an unusable MISSING_PREDICTION_POLICY stops the worker at start
@@ -32,6 +34,7 @@ class Command(WorkerCommand):
 
     def run_unit(self, *, batch: int) -> UnitResult:
         result = score_batch(worker=self.worker_id, batch=batch)
+        metrics.scored(predictions=result.scored, scoring_errors=result.scoring_errors, input_errors=result.errors)
         self.dirty = self.dirty or result.changed
         counts = result.counts()
         drained = result.claimed < batch

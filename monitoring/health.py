@@ -274,11 +274,7 @@ def checkpoint_readiness(period: Period, *, now: datetime) -> tuple[bool, str]:
     "waiting for" reasons: adapt here only).
     """
     readiness = period_readiness(period, now=now)
-    if isinstance(readiness, tuple):  # (ready, reason)
-        return bool(readiness[0]), str(readiness[1])
-    # A Readiness with `ready`, `reason` and the list of what it is `waiting` for.
-    waiting = getattr(readiness, "waiting", None)
-    return bool(readiness.ready), "; ".join(waiting) if waiting else str(readiness.reason)
+    return readiness.ready, "; ".join(readiness.waiting) if readiness.waiting else readiness.reason
 
 
 def checkpoint_check(*, now: datetime, cadence: float) -> Check:
@@ -292,7 +288,7 @@ def checkpoint_check(*, now: datetime, cadence: float) -> Check:
     period = next_checkpoint_period()
     if period is None:
         check.reason = "no data yet: the first period starts with the first input"
-        check.values = {"unconfirmed_age_seconds": round(unconfirmed_age, 3)}
+        check.values = {"unconfirmed_age_seconds": round(unconfirmed_age, 3), "unverified": 0}
         return check
     until_due = (period.end - now).total_seconds()
     check.values = {
@@ -316,6 +312,18 @@ def checkpoint_check(*, now: datetime, cadence: float) -> Check:
             check.values["waiting"] = 1
             level = AMBER if ended > grace + 2 * cadence else GREEN
             check.level, check.reason = level, f"{ended_text}, waiting for: {why}"
+    failed = list(
+        Checkpoint.objects.exclude(status=CheckpointStatus.VOID)
+        .filter(meta__verification__ok=False)
+        .order_by("period_start")
+        .values_list("pk", flat=True)[:5]
+    )
+    check.values["unverified"] = len(failed)
+    if failed:
+        check.level = RED
+        check.reason += (
+            f"; checkpoint(s) {', '.join(map(str, failed))} failed verification (manage.py verify_checkpoint)"
+        )
     if check.level == GREEN and unconfirmed and unconfirmed_age > settings.CHECKPOINT_INTERVAL_SECONDS:
         check.level = AMBER
         check.reason += f"; a built checkpoint unconfirmed for {human_duration(timedelta(seconds=unconfirmed_age))}"

@@ -83,6 +83,13 @@ STAGE_SERIES = (
         "unconfirmed_age_seconds",
         None,
     ),
+    (
+        "coordinator_checkpoint_unverified",
+        "Checkpoints whose verify_checkpoint found differences from the stored rows (0: none).",
+        "checkpoint",
+        "unverified",
+        None,
+    ),
     ("coordinator_worker_up", "1 while the worker beats within 1.5 times its cadence.", "worker", "up", "worker"),
     (
         "coordinator_worker_heartbeat_age_seconds",

@@ -30,6 +30,7 @@ def test_every_alert_has_a_unit_test_and_a_runbook_entry():
         "CoordinatorScoreBacklogGrowing",
         "CoordinatorCheckpointOverdue",
         "CoordinatorCheckpointUnconfirmed",
+        "CoordinatorCheckpointUnverified",
         "CoordinatorWorkerDown",
     } <= alerts
     tested = set(re.findall(r"alertname: (\w+)", (RULES / "alerts.test.yml").read_text()))

@@ -240,8 +240,9 @@ def test_computing_health_costs_a_fixed_number_of_queries(django_assert_num_quer
             make_prediction(input=input_)
     make_ingestion_state(subject="ETH", last_event_ts=T)
     # heartbeats, feed states, configs, newest answers, score backlog, unconfirmed checkpoint,
-    # next period (newest checkpoint, first snapshot, first input); readiness only once it ended
-    with django_assert_num_queries(9):
+    # failed verifications, next period (newest checkpoint, first snapshot, first input);
+    # readiness only once it ended
+    with django_assert_num_queries(10):
         node_health(now=T)
 
 

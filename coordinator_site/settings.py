@@ -163,6 +163,8 @@ CALLABLE_OVERRIDES = {slot: env.str(slot, default="") for slot in CALLABLE_SLOTS
 CRUNCH_ID = env.str("CRUNCH_ID", default="starter")
 CRUNCH_NAME = env.str("CRUNCH_NAME", default="")  # display name; empty -> the contract's name
 SOLANA_NETWORK = env.str("SOLANA_NETWORK", default="devnet")
+# Chains checkpoints settle on: which transaction hashes confirm accepts (solana, evm).
+SETTLEMENT_CHAINS = env.list("SETTLEMENT_CHAINS", default=["solana"])
 
 # --- Workers (DESIGN.md §5) -------------------------------------------------------------
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)

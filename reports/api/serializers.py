@@ -266,11 +266,23 @@ class CheckpointDetailSerializer(CheckpointSerializer):
 
 
 class ConfirmRequestSerializer(serializers.Serializer):
-    tx_hash = serializers.CharField(max_length=128, trim_whitespace=False, help_text="The on-chain transaction hash.")
+    tx_hash = serializers.CharField(
+        max_length=128,
+        trim_whitespace=False,
+        help_text="The on-chain transaction hash: a Solana transaction signature (base58 of 64 bytes), or, when "
+        "SETTLEMENT_CHAINS includes evm, 0x + 64 hex digits.",
+    )
 
 
 class StatusRequestSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=CheckpointStatus.choices, help_text="The next status (no skipping).")
+    status = serializers.ChoiceField(
+        choices=CheckpointStatus.choices,
+        help_text="The next status (no skipping).",
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a valid choice; one of {", ".join(CheckpointStatus.values)} '
+            "(upper case)."
+        },
+    )
 
 
 class EmissionLatestSerializer(serializers.Serializer):

@@ -10,7 +10,7 @@ from checkpoints.choices import CheckpointStatus
 from checkpoints.models import Checkpoint
 from feeds.models import FeedRecord
 from predictions.choices import FailureReason, PredictionStatus
-from predictions.models import Prediction
+from predictions.models import ParticipantModel, Prediction
 from scoring.models import Snapshot
 
 
@@ -35,12 +35,20 @@ class ModelIdsField(forms.Field):
 
 
 class ModelIdsFilter(django_filters.Filter):
+    """Rows of the given model ids (`field_name` = "model__model_id").
+
+    The ids are turned into primary keys first (one indexed query), so the rows are then read
+    through their own (model, ...) index instead of a join the planner may sort (7-9 ms vs 1 ms on
+    a million predictions).
+    """
+
     field_class = ModelIdsField
 
     def filter(self, qs, value):
         if not value:
             return qs
-        return qs.filter(**{f"{self.field_name}__in": value})
+        pks = list(ParticipantModel.objects.filter(model_id__in=value).values_list("pk", flat=True))
+        return qs.filter(model_id__in=pks)
 
 
 class IdFilter(django_filters.NumberFilter):
@@ -50,6 +58,15 @@ class IdFilter(django_filters.NumberFilter):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
+class HorizonFilter(django_filters.NumberFilter):
+    """A horizon in whole seconds (what PredictionConfig.horizon_seconds can hold)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=0, max_value=2**31 - 1, **kwargs)
 
 
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
@@ -85,6 +102,8 @@ class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
     model_id = ModelIdsFilter(field_name="model__model_id", help_text="Model ids, comma-joined or repeated.")
     scope_key = django_filters.CharFilter(field_name="scope_key")
     config = IdFilter(field_name="config_id", help_text="PredictionConfig id.")
+    subject = django_filters.CharFilter(field_name="input__scope__subject", help_text="The asset (scope.subject).")
+    horizon_seconds = HorizonFilter(field_name="config__horizon_seconds", help_text="The prediction config's horizon.")
     status = django_filters.ChoiceFilter(choices=PredictionStatus.choices)
     failure_reason = django_filters.ChoiceFilter(choices=FailureReason.choices)
     start = UtcDateTimeFilter(field_name="performed_at", lookup_expr="gte", help_text="performed_at >= start")

@@ -204,13 +204,25 @@ class PredictionViewSet(ReportViewSet):
     def get_queryset(self):
         return selectors.predictions()
 
+    # The history is the largest read of the API: a page is read as plain tuples of exactly the
+    # shown columns and turned into JSON rows by hand (no model instances, no field machinery).
+    def keyset_rows(self, queryset, count):
+        return selectors.prediction_rows(queryset, limit=count)
+
+    def keyset_cursor(self, row, field):
+        return row[s.PREDICTION_ROW_TIME_INDEX[field]], row[0]
+
     @extend_schema(
         summary="Predictions",
         description="Predictions with their status, failure reason, output and score, newest first by "
-        "default. Filter by model, scope_key/config, status and time range.",
+        "default. Filter by model (`projectIds`/`model_id`), `scope_key`/`config`, `subject` (the asset), "
+        "`horizon_seconds`, `status`, `failure_reason` and time range (`start`/`end` on performed_at). "
+        "`performed_at` and `scored_at` are UTC without an offset (the reference chart appends `Z`); "
+        "`prediction_config_id` is the config's id as text.",
     )
     def list(self, request):
-        return self.paged(self.get_queryset(), s.PredictionSerializer)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response([s.prediction_row(row) for row in page])
 
 
 # --- Feeds -------------------------------------------------------------------------------------

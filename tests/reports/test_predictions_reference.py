@@ -5,6 +5,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from predictions.choices import PredictionStatus
@@ -96,3 +97,33 @@ def test_cursor_pages_of_one_model_cover_its_history_once(world):
         link = response.headers.get("Link")
         url = re.match(r"<([^>]+)>", link).group(1) if link else None
     assert len(seen) == len(set(seen)) == 5
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the database-built rows are PostgreSQL only")
+def test_rows_built_by_the_database_equal_the_rows_built_in_python(world):
+    from reports import selectors
+    from reports.api.serializers import prediction_row
+
+    make_score(
+        prediction=make_prediction(
+            input=make_input(config=world["btc"], scheduled_for=T0 + timedelta(hours=2)),
+            model=make_model(model_id="nan-scorer"),
+            status=PredictionStatus.FAILED,
+            failure_reason="TIMEOUT",
+            failure_detail='quote " and backslash \\ and ünïcode',
+            output=None,
+        ),
+        value=float("nan"),
+        result={},
+        success=False,
+        failed_reason="SCORING_ERROR",
+    )
+    queryset = selectors.predictions()
+    by_database = [json.loads(text) for text, _, _ in selectors.prediction_json_rows(queryset, limit=10)]
+    in_python = [prediction_row(row) for row in selectors.prediction_rows(queryset, limit=10)]
+    assert len(by_database) == 3
+    assert by_database == in_python
+
+
+def test_an_unknown_model_filter_is_an_empty_page_not_an_error(world):
+    assert rows({"model_id": "nobody"}) == []

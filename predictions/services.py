@@ -227,7 +227,14 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     next_run_at = scheduled_for + timedelta(seconds=config.interval_seconds)
     if missed:
         report.counts["missed_slots"] = missed
-        log.warning("%s: %d slot(s) missed during downtime; serving %s", config.scope_key, missed, scheduled_for)
+        if Input.objects.filter(config=config).exists():
+            log.warning("%s: %d slot(s) missed during downtime; serving %s", config.scope_key, missed, scheduled_for)
+        else:  # a new schedule whose first slots passed while the node started: nothing was missed
+            log.info(
+                "%s: first slot served is %s (the schedule started while the node was starting)",
+                config.scope_key,
+                scheduled_for,
+            )
 
     contract = get_contract()
     raw_input = get_callable("RAW_INPUT_PROVIDER")(config, now)

@@ -126,6 +126,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- i18n / time ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# ISO-ordered UTC dates in the admin too (coordinator_site/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["coordinator_site.formats"]
 USE_I18N = False
 USE_TZ = True
 

@@ -15,35 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import alive, descendants, free_port, start, stop, wait_for
+from tests.e2e.processes import alive, descendants, free_port, repo_copy, start, stop, user_env, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent  # the suite's virtualenv: `make` must not install another
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make"),
 ]
-
-
-def repo_copy(tmp_path: Path) -> Path:
-    """The project's files (tracked and new, no .env, no databases) in tmp_path/repo."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    target = tmp_path / "repo"
-    for name in filter(None, files):
-        source = ROOT / name.decode()
-        if source.is_file():
-            (target / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name.decode())
-    return target
-
-
-def user_env() -> dict[str, str]:
-    """An operator's shell: none of the suite's database or pytest settings."""
-    drop = ("PYTEST_VERSION", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "ENV_FILE", "SQLITE_PATH")
-    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("DJANGO_SUPERUSER_")}
 
 
 def make(repo: Path, *args: str, **env) -> list[str]:

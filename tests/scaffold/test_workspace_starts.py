@@ -66,8 +66,10 @@ def test_doctor_then_migrate_start_with_only_the_generated_env(tmp_path, manage_
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(ENV_FILE=str(workspace.node_dir / ".env"), PYTHONPATH=workspace.env["PYTHONPATH"],
                SQLITE_PATH=str(tmp_path / "node.sqlite3"))  # fmt: skip
-    migrate = subprocess.run([*manage_py, "migrate", "-v", "0"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    # In the RUNBOOK's order: doctor on the fresh (empty) database, then migrate.
     doctor = subprocess.run([*manage_py, "doctor"], env=env, capture_output=True, text=True, timeout=300)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "migrations to apply" in doctor.stdout
+    migrate = subprocess.run([*manage_py, "migrate", "-v", "0"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     assert Path(tmp_path / "node.sqlite3").is_file()

@@ -234,6 +234,8 @@ REPORTS_REQUIRE_AUTH = env.bool("REPORTS_REQUIRE_AUTH", default=False)
 # How often each web process re-checks which leaderboard is the newest (0: on every request).
 REPORTS_LEADERBOARD_RECHECK_SECONDS = env.float("REPORTS_LEADERBOARD_RECHECK_SECONDS", default=1.0)
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+# Seconds between in-place refreshes of the live pages (leaderboard, model, feeds, health); 0: off.
+PAGES_REFRESH_SECONDS = env.float("PAGES_REFRESH_SECONDS", default=5.0)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

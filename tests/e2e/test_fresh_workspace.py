@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -67,8 +68,10 @@ def test_init_workspace_then_the_runbook_start_command_scores_and_ranks(tmp_path
         assert scored, "the leaderboard has rows but no scored predictions are listed"
         assert all(row["score_value"] is not None for row in scored)
         assert {row["model_id"] for row in board} <= {"momentum", "mean_reversion", "coin_flip"}
+        # Stop it as the terminal would (the chain's shell waits on run_node): SIGTERM to run_node.
         tree = descendants(process.pid)
-        process.send_signal(signal.SIGTERM)
+        node = next(pid for pid in tree if b"run_node" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(node, signal.SIGTERM)
         process.wait(timeout=90)
         assert wait_for(lambda: not any(alive(pid) for pid in tree), timeout=60)
     finally:

@@ -4,11 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/coordinator
 
-.PHONY: prometheus-local check-alerts venv env run demo superuser verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean
+.PHONY: prometheus-local check-alerts venv env run demo superuser api-key verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean
 
 # `make demo` and `DEMO=1`: the values of .env.demo exported over .env (synthetic feed, short cycles).
 DEMO_ENV := set -a && . ./.env.demo && set +a &&
 WITH_ENV = $(if $(DEMO),$(DEMO_ENV))
+# `make run BIND=0.0.0.0:8080` or `make demo PORT=8001`: the web server's address (default:
+# GUNICORN_BIND from .env, else 127.0.0.1:8000).
+NODE_BIND = $(or $(BIND),$(if $(PORT),127.0.0.1:$(PORT)))
+NODE_ARGS = $(if $(NODE_BIND),--bind $(NODE_BIND))
 # Docker Compose v2 plugin (`docker compose`), else the standalone `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || \
 	(command -v docker-compose >/dev/null 2>&1 && echo docker-compose))
@@ -31,20 +35,33 @@ migrate: venv .env
 	$(BIN)/python manage.py migrate
 
 # The whole node (web server + four workers, supervised) on the feed configured in .env.
+# `exec`: the shell becomes run_node, so a signal to make (which passes SIGTERM to its child)
+# or to the shell reaches the node, which stops its whole process tree.
 run: venv .env
-	$(BIN)/python manage.py run_node
+	exec $(BIN)/python manage.py run_node $(NODE_ARGS)
 
 # The same node on a synthetic feed with short cycles and its own SQLite file (demo.sqlite3).
 demo: venv .env
 	@echo "Demo: synthetic BTC feed, predictions every 5 s (30 s horizon), checkpoints every 5 min."
 	@echo "Admin user for the demo database: make superuser DEMO=1   (in another terminal)"
 	@echo "Check the pipeline:               make verify-local DEMO=1"
-	$(DEMO_ENV) $(BIN)/python manage.py run_node
+	$(DEMO_ENV) exec $(BIN)/python manage.py run_node $(NODE_ARGS)
 
-# Create an admin user (DEMO=1: in the demo's database).
+# Create an admin user (DEMO=1: in the demo's database). Prompts on a terminal; without one (CI,
+# scripts) set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD (+ _EMAIL): no prompts.
 superuser: venv .env
 	$(WITH_ENV) $(BIN)/python manage.py migrate -v 0
-	$(WITH_ENV) $(BIN)/python manage.py createsuperuser
+	@if [ -n "$$DJANGO_SUPERUSER_USERNAME" ]; then $(WITH_ENV) $(BIN)/python manage.py createsuperuser --noinput \
+	   && echo "Superuser $$DJANGO_SUPERUSER_USERNAME created."; \
+	 elif [ -t 0 ]; then $(WITH_ENV) $(BIN)/python manage.py createsuperuser; \
+	 else echo "No terminal to prompt on: set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD, e.g."; \
+	   echo "  make superuser$(if $(DEMO), DEMO=1) DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD='a long secret'"; \
+	   exit 2; fi
+
+# An API key for the report API's writes (DEMO=1: in the demo's database); printed once.
+api-key: venv .env
+	$(WITH_ENV) $(BIN)/python manage.py migrate -v 0
+	$(WITH_ENV) $(BIN)/python manage.py create_api_key --name $(or $(NAME),operator) --scope $(or $(SCOPE),admin)
 
 # verify_e2e against the embedded node (DEMO=1: the demo's database).
 verify-local: venv .env

@@ -5,7 +5,12 @@ Seeds (once) 1,000 models, 1,000 inputs and 1,000,000 predictions (+ a score eac
 requests at a fixed concurrency to /reports/leaderboard, /reports/predictions?limit=100 and
 /info (a trivial JSON view of the same server), and prints requests/s and p99 for each.
 
-    /work/venv/bin/python bench/api_throughput.py --requests 2000 --concurrency 8
+/reports/predictions is measured four ways: the first page and a deep page (half-way through,
+reached by a cursor as a client following `Link` headers gets there), each with and without a
+`model_id` filter; each is compared with the trivial view (target: >= 0.5x its req/s and a p99
+<= 3x its p99, in the same run).
+
+    .venv/bin/python bench/api_throughput.py --requests 2000 --concurrency 8
 
 `--compare-metrics` measures what the Prometheus request middleware costs instead: /info (and
 /healthz) with the middleware (METRICS_ENABLED=true, multiprocess files as under run_node) and
@@ -125,6 +130,18 @@ def seed() -> None:
     print(f"seed: {MODELS} models, {MODELS * INPUTS} predictions + scores in {time.perf_counter() - started:.0f}s")
 
 
+def deep_cursor(*, model_id: str | None) -> str:
+    """The cursor a client holds half-way through the (optionally model-filtered) history."""
+    from predictions.models import Prediction
+    from reports.api.pagination import KeysetPagination
+
+    rows = Prediction.objects.order_by("-performed_at", "-id")
+    if model_id:
+        rows = rows.filter(model__model_id=model_id)
+    performed_at, pk = rows.values_list("performed_at", "id")[rows.count() // 2]
+    return KeysetPagination.encode_cursor(performed_at, pk)
+
+
 def load(url: str, *, requests: int, concurrency: int) -> tuple[float, float, float, int]:
     """Send `requests` GETs from `concurrency` threads; (req/s, p50 ms, p99 ms, response bytes)."""
     latencies: list[float] = []
@@ -209,10 +226,15 @@ def main() -> None:
         return
     server, base = serve(env, args.port)
     try:
+        predictions = f"{base}/reports/predictions?limit=100"
+        model = "model-0500"
         targets = {
             "trivial /info": f"{base}/info",
             "/reports/leaderboard": f"{base}/reports/leaderboard",
-            "/reports/predictions?limit=100": f"{base}/reports/predictions?limit=100",
+            "predictions first page": predictions,
+            "predictions deep page": f"{predictions}&cursor={deep_cursor(model_id=None)}",
+            "predictions model, first page": f"{predictions}&model_id={model}",
+            "predictions model, deep page": f"{predictions}&model_id={model}&cursor={deep_cursor(model_id=model)}",
         }
         for url in targets.values():  # warm both workers (connections, caches)
             load(url, requests=20, concurrency=4)
@@ -221,10 +243,17 @@ def main() -> None:
         results = {}
         for name, url in targets.items():
             rps, p50, p99, size = load(url, requests=args.requests, concurrency=args.concurrency)
-            results[name] = rps
+            results[name] = (rps, p99)
             print(f"{name:34} {rps:8.0f} {p50:8.1f} {p99:8.1f} {size:9d}")
-        ratio = results["/reports/leaderboard"] / results["trivial /info"]
+        trivial_rps, trivial_p99 = results["trivial /info"]
+        ratio = results["/reports/leaderboard"][0] / trivial_rps
         print(f"leaderboard / trivial = {ratio:.2f} (target >= 0.70)")
+        for name, (rps, p99) in results.items():
+            if name.startswith("predictions"):
+                print(
+                    f"{name} / trivial: {rps / trivial_rps:.2f}x req/s (target >= 0.50), "
+                    f"p99 {p99 / trivial_p99:.2f}x (target <= 3.00)"
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -210,8 +210,7 @@ class CheckpointAdmin(admin.ModelAdmin):
                     override_reason=form.cleaned_data["override_reason"],
                 )
             except REFUSALS as exc:
-                error = str(exc)
-                messages.error(request, f"Refused: {error}")
+                error = str(exc)  # shown once, on the re-rendered form (not also as a message)
             else:
                 messages.success(
                     request, f"Checkpoint {checkpoint.pk} confirmed with tx {form.cleaned_data['tx_hash']}"
@@ -330,6 +329,11 @@ class CheckpointAdmin(admin.ModelAdmin):
                 messages.error(request, f"Refused: checkpoint {checkpoint.pk}: {exc}")
             else:
                 messages.success(request, f"Checkpoint {checkpoint.pk} is {target}")
+
+
+# "Checkpoint leafs" otherwise. Set here rather than in the model's Meta, which would need a
+# migration for a label only.
+CheckpointLeaf._meta.verbose_name_plural = "checkpoint leaves"
 
 
 @admin.register(CheckpointLeaf)

@@ -1,7 +1,6 @@
 """Checkpoint writes: building a period's checkpoint and moving it through its lifecycle."""
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,19 +14,12 @@ from checkpoints.emission import FRAC64_TOTAL
 from checkpoints.merkle import merkle_root
 from checkpoints.models import Checkpoint, CheckpointLeaf, CheckpointTransition
 from checkpoints.selectors import Period, next_checkpoint_period, period_ranking, period_readiness, period_snapshots
+from checkpoints.txhash import InvalidTxHash, validate_tx_hash  # noqa: F401 (InvalidTxHash: part of this API)
 from coordinator_site.contract import Aggregation, get_contract, import_path, slot_path
 from coordinator_site.transitions import InvalidTransition, transition
 from scoring.hashing import LEAF_FORMAT, canonical_json, leaf_hash, snapshot_document
 from scoring.models import Score, Snapshot, SnapshotSeal
 from scoring.services import hold_seal_lock
-
-TX_HASH_MAX_LENGTH = 128
-_HEX = re.compile(r"(0x)?[0-9a-fA-F]+")
-_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
-
-
-class InvalidTxHash(ValueError):
-    """A transaction hash that is empty, too long, or neither hex nor base58."""
 
 
 class EmissionError(ValueError):
@@ -309,19 +301,6 @@ def force_checkpoint(*, reason: str, actor: str, now: datetime | None = None) ->
 
 
 # --- Lifecycle ------------------------------------------------------------------------------
-
-
-def validate_tx_hash(tx_hash: Any) -> str:
-    """The stripped hash, or InvalidTxHash: non-empty, at most 128 characters, hex (optional
-    0x) or base58 (a Solana signature)."""
-    if not isinstance(tx_hash, str) or not tx_hash.strip():
-        raise InvalidTxHash("tx_hash is required")
-    tx_hash = tx_hash.strip()
-    if len(tx_hash) > TX_HASH_MAX_LENGTH:
-        raise InvalidTxHash(f"tx_hash is longer than {TX_HASH_MAX_LENGTH} characters")
-    if not (_HEX.fullmatch(tx_hash) or _BASE58.fullmatch(tx_hash)):
-        raise InvalidTxHash("tx_hash must be a hex or base58 string")
-    return tx_hash
 
 
 def record_transition(*, checkpoint_id: int, from_status: str, to_status: str, actor: str, tx_hash: str = "") -> None:

@@ -86,3 +86,22 @@ def check_snapshot_period_nests_in_checkpoints(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+SETTLEMENT_CHOICES = ("solana", "evm")  # the chains checkpoints.txhash can check a hash for
+
+
+@register()
+def check_settlement_chains(app_configs=None, **kwargs):
+    """SETTLEMENT_CHAINS names chains whose transaction hashes confirm can check."""
+    chains = list(settings.SETTLEMENT_CHAINS)
+    unknown = [chain for chain in chains if chain not in SETTLEMENT_CHOICES]
+    if unknown or not chains:
+        return [
+            Error(
+                f"SETTLEMENT_CHAINS={','.join(chains)!r}: unknown {unknown or 'empty list'}",
+                hint=f"Use one or more of {', '.join(SETTLEMENT_CHOICES)} (comma-separated).",
+                id="coordinator.E012",
+            )
+        ]
+    return []

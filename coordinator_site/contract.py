@@ -119,9 +119,21 @@ class Scope(BaseModel):
 
 
 class AggregationWindow(BaseModel):
+    """A trailing window. `hours` may be fractional (e.g. 0.05 = 3 minutes, for demos)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    hours: int = Field(ge=1)
+    hours: float = Field(gt=0)
+
+    @property
+    def label(self) -> str:
+        """ "24 h", "90 min" or "30 s"."""
+        seconds = self.hours * 3600
+        if seconds >= 3600 and float(self.hours).is_integer():
+            return f"{self.hours:g} h"
+        if seconds >= 60 and float(seconds / 60).is_integer():
+            return f"{seconds / 60:g} min"
+        return f"{seconds:g} s"
 
 
 class Aggregation(BaseModel):

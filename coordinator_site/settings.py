@@ -134,6 +134,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- i18n / time ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# ISO-ordered UTC dates in the admin too (coordinator_site/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["coordinator_site.formats"]
 USE_I18N = False
 USE_TZ = True
 
@@ -171,6 +173,8 @@ CALLABLE_OVERRIDES = {slot: env.str(slot, default="") for slot in CALLABLE_SLOTS
 CRUNCH_ID = env.str("CRUNCH_ID", default="starter")
 CRUNCH_NAME = env.str("CRUNCH_NAME", default="")  # display name; empty -> the contract's name
 SOLANA_NETWORK = env.str("SOLANA_NETWORK", default="devnet")
+# Chains checkpoints settle on: which transaction hashes confirm accepts (solana, evm).
+SETTLEMENT_CHAINS = env.list("SETTLEMENT_CHAINS", default=["solana"])
 
 # --- Workers (DESIGN.md §5) -------------------------------------------------------------
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
@@ -257,6 +261,8 @@ REPORTS_REQUIRE_AUTH = env.bool("REPORTS_REQUIRE_AUTH", default=False)
 # How often each web process re-checks which leaderboard is the newest (0: on every request).
 REPORTS_LEADERBOARD_RECHECK_SECONDS = env.float("REPORTS_LEADERBOARD_RECHECK_SECONDS", default=1.0)
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+# Seconds between in-place refreshes of the live pages (leaderboard, model, feeds, health); 0: off.
+PAGES_REFRESH_SECONDS = env.float("PAGES_REFRESH_SECONDS", default=5.0)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
 
 class InvalidTransition(Exception):
@@ -37,7 +38,7 @@ def transition(
     """Move row `pk` of `model` to status `to` in one conditional UPDATE.
 
     `expected` narrows the allowed source to one status. Extra keyword arguments are written in
-    the same UPDATE. Raises `InvalidTransition` (and changes nothing) when the move is illegal
+    the same UPDATE, and so is `updated_at` (any auto_now field), which `update()` would skip. Raises `InvalidTransition` (and changes nothing) when the move is illegal
     or the row is no longer in an allowed source state; `model.DoesNotExist` for an unknown pk.
     """
     sources = allowed_sources(model, to)
@@ -47,6 +48,10 @@ def transition(
         sources = {expected}
     if not sources:
         raise InvalidTransition(f"{model.__name__}: nothing may move to {to}", target=to)
+    # QuerySet.update() skips auto_now: a row's updated_at must still say when its status moved.
+    for field in model._meta.concrete_fields:
+        if getattr(field, "auto_now", False) and field.name not in updates:
+            updates[field.name] = timezone.now()
     changed = model.objects.filter(pk=pk, status__in=sources).update(status=to, **updates)
     if changed == 1:
         return

@@ -234,7 +234,14 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     next_run_at = scheduled_for + timedelta(seconds=config.interval_seconds)
     if missed:
         report.counts["missed_slots"] = missed
-        log.warning("%s: %d slot(s) missed during downtime; serving %s", config.scope_key, missed, scheduled_for)
+        if Input.objects.filter(config=config).exists():
+            log.warning("%s: %d slot(s) missed during downtime; serving %s", config.scope_key, missed, scheduled_for)
+        else:  # a new schedule whose first slots passed while the node started: nothing was missed
+            log.info(
+                "%s: first slot served is %s (the schedule started while the node was starting)",
+                config.scope_key,
+                scheduled_for,
+            )
 
     contract = get_contract()
     raw_input = get_callable("RAW_INPUT_PROVIDER")(config, now)
@@ -619,7 +626,7 @@ def known_models(*, model_ids: list[str], now: datetime) -> dict[str, dict]:
     return known
 
 
-_MODEL_FIELDS = ("pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status")
+_MODEL_FIELDS = ("pk", "model_id", "name", "cruncher_id", "cruncher_name", "deployment_id", "status", "cruncher_index")
 _IDENTITY_FIELDS = ("name", "cruncher_id", "cruncher_name", "deployment_id")
 
 
@@ -629,6 +636,8 @@ def identities_need_write(*, identities: list[ModelIdentity], known: dict[str, d
     for identity in identities:
         row = known.get(identity.model_id)
         if row is None or row["stale"] or any(row[k] != getattr(identity, k) for k in _IDENTITY_FIELDS):
+            return True
+        if identity.cruncher_index is not None and row.get("cruncher_index") is None:
             return True
     return False
 
@@ -640,16 +649,19 @@ def upsert_model_identities(
 
     Returns every known model that is ACTIVE or was just seen, keyed by model_id, as dicts
     with `pk`, `status` and `deployment_id`. New models join ACTIVE; a changed deployment_id
-    is recorded in ModelDeployment (a redeploy); `last_seen_at` is refreshed at most every
+    is recorded in ModelDeployment (a redeploy); a cruncher_index the gateway knows fills an
+    empty `cruncher_index` only (an operator's value wins); `last_seen_at` is refreshed at most every
     LAST_SEEN_TOUCH_SECONDS. `known`: what `known_models` returned for these identities (read
     again when not given).
     """
     seen = {i.model_id: i for i in identities}
     if known is None:
         known = known_models(model_ids=list(seen), now=now)
-    changed, deployments, stale = [], [], []
+    changed, deployments, stale, indexes = [], [], [], []
     for model_id, identity in seen.items():
         row = known.get(model_id)
+        if identity.cruncher_index is not None and (row is None or row.get("cruncher_index") is None):
+            indexes.append(identity)
         fields = {
             "name": identity.name,
             "cruncher_id": identity.cruncher_id,
@@ -674,6 +686,12 @@ def upsert_model_identities(
             if obj.pk is None:  # backends that do not return ids on upsert
                 obj.pk = ParticipantModel.objects.values_list("pk", flat=True).get(model_id=obj.model_id)
             known[obj.model_id] = {**row, "pk": obj.pk, "model_id": obj.model_id, "deployment_id": obj.deployment_id}
+    for identity in indexes:
+        # Conditional: fills the index only where it is still empty, in the row as it is now.
+        ParticipantModel.objects.filter(model_id=identity.model_id, cruncher_index__isnull=True).update(
+            cruncher_index=identity.cruncher_index
+        )
+        known[identity.model_id]["cruncher_index"] = identity.cruncher_index
     if deployments:
         ModelDeployment.objects.bulk_create(
             [

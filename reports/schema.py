@@ -52,7 +52,7 @@ def default_report_schema(contract: CrunchContract) -> dict[str, Any]:
                 "property": name,
                 "format": "decimal-4",
                 "displayName": _title(name),
-                "tooltip": f"Mean {aggregation.value_field} over the last {window.hours} h{ranked}; {better} is better",
+                "tooltip": f"Mean {aggregation.value_field} over the last {window.label}{ranked}; {better} is better",
                 "nativeConfiguration": None,
                 "order": position * 10,
             }

@@ -1,8 +1,9 @@
 """`manage.py doctor`: check a node configuration before any worker starts, one line per check.
 
 Checks: the contract, every callable slot (importable, callable with the slot's parameters: the
-same resolution the system check uses), the prediction configs file, the feed settings, the
-database, and the models directory. `--spec` generates the spec's workspace into a temporary
+same resolution the system check uses), the prediction configs file, the feed settings (with
+run_node's own preflight: pyth needs PYTH_API_KEY), the database, the models directory, and the
+system checks every command runs at start (so `ok` here means `migrate` and `run_node` start). `--spec` generates the spec's workspace into a temporary
 folder and checks that configuration instead of the running one.
 """
 
@@ -43,6 +44,7 @@ def run_checks() -> list[CheckResult]:
         check_feed(),
         check_database(),
         check_models_directory(),
+        check_startup(),
     ]
 
 
@@ -127,9 +129,29 @@ def check_feed() -> CheckResult:
     subjects = [subject for subject in settings.FEED_SUBJECTS if subject.strip()]
     if not subjects:
         return CheckResult(name, False, "FEED_SUBJECTS is empty")
+    from coordinator_site.preflight import feed_preflight_error
+
+    if problem := feed_preflight_error():  # what run_node refuses to start with
+        return CheckResult(name, False, problem.splitlines()[0])
     if source == "csv" and not Path(settings.FEED_CSV_PATH or "").is_file():
         return CheckResult(name, False, f"FEED_SOURCE=csv but FEED_CSV_PATH={settings.FEED_CSV_PATH!r} is not a file")
     return CheckResult(name, True, f"{source} {','.join(subjects)} {settings.FEED_KIND} {settings.FEED_GRANULARITY}")
+
+
+def check_startup() -> CheckResult:
+    """The system checks every command runs at start (`migrate`, `run_node`, the web server):
+    the default SECRET_KEY with DEBUG off, DEBUG on public hosts, a bad SETTLEMENT_CHAINS, ..."""
+    from coordinator_site.preflight import system_check_errors
+
+    name = "start-up checks"
+    try:
+        # The contract and callable slots have their own lines above.
+        errors = system_check_errors(skip=("coordinator.E001", "coordinator.E002"))
+    except Exception as exc:  # a check that raises is a failed start too
+        return CheckResult(name, False, _error(exc))
+    if errors:
+        return CheckResult(name, False, "; ".join(errors))
+    return CheckResult(name, True, "no errors")
 
 
 def check_database() -> CheckResult:
@@ -149,8 +171,10 @@ def check_database() -> CheckResult:
         connection.close()
         return CheckResult(name, False, f"{vendor} unreachable: {_error(exc)}")
     if pending:
+        # A new node's database is empty until its first `migrate` (run_node also migrates first):
+        # the RUNBOOK runs doctor before migrate, so this is information, not a failure.
         return CheckResult(
-            name, False, f"{vendor} reachable but {len(pending)} migrations unapplied (run manage.py migrate)"
+            name, True, f"{vendor} reachable; {len(pending)} migrations to apply (`migrate` or run_node applies them)"
         )
     return CheckResult(name, True, f"{vendor} reachable, migrations applied")
 
@@ -189,9 +213,11 @@ def settings_for_env(env: dict[str, str]) -> dict[str, Any]:
     for key in ("CRUNCH_CONTRACT", "MODELS_DIR", "MODEL_BASE_CLASSNAME", "PREDICTION_CONFIGS_PATH", "FEED_SOURCE"):
         if env.get(key):
             overrides[key] = env[key]
-    for key in ("FEED_KIND", "FEED_GRANULARITY", "FEED_CSV_PATH"):
+    for key in ("FEED_KIND", "FEED_GRANULARITY", "FEED_CSV_PATH", "PYTH_API_KEY"):
         if key in env:
             overrides[key] = env[key]
+    if "SECRET_KEY" in env:  # empty means the built-in development key, as in settings.py
+        overrides["SECRET_KEY"] = env["SECRET_KEY"] or settings.DEFAULT_SECRET_KEY
     if "FEED_SUBJECTS" in env:
         overrides["FEED_SUBJECTS"] = [subject for subject in env["FEED_SUBJECTS"].split(",") if subject]
     return overrides

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from coordinator_site.scaffold.spec import (
     Pack,
     ScaffoldError,
     WorkspaceConfig,
+    load_spec,
     resolve_config,
 )
 
@@ -120,7 +122,9 @@ def init_workspace(
     if existing and not force:
         raise ScaffoldError(f"refusing to overwrite {', '.join(existing)} (use --force to replace)")
 
-    files = render_workspace(names=names, pack=chosen_pack, config=config, workspace=workspace)
+    spec_feed = (load_spec(spec_path).get("feed") or {}) if spec_path else {}
+    offline = "source" not in spec_feed  # a spec that names its feed source gets it as is
+    files = render_workspace(names=names, pack=chosen_pack, config=config, workspace=workspace, offline=offline)
     _write(workspace=workspace, names=names, files=files, force=force)
     _append_process_log(
         workspace, names=names, pack=chosen_pack, spec_path=spec_path, files=files, forced=bool(existing)
@@ -135,9 +139,15 @@ def init_workspace(
     )
 
 
-def render_workspace(*, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, workspace: Path) -> dict[str, str]:
-    """Every generated file, `{relative path: content}`, rendered in memory."""
-    context = _context(names=names, pack=pack, config=config, workspace=workspace)
+def render_workspace(
+    *, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, workspace: Path, offline: bool = True
+) -> dict[str, str]:
+    """Every generated file, `{relative path: content}`, rendered in memory.
+
+    `offline`: the node starts on the synthetic feed (no network, no key) and `.env` shows the
+    pack's live feed as the one-line switch; False keeps the configured feed (a spec that names one).
+    """
+    context = _context(names=names, pack=pack, config=config, workspace=workspace, offline=offline)
     files: dict[str, str] = {}
     for part, folder in (("workspace", ""), ("challenge", names.dist_name), ("node", names.node_dir)):
         root = TEMPLATES_DIR / part
@@ -194,7 +204,9 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
-def _context(*, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, workspace: Path) -> dict[str, str]:
+def _context(
+    *, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, workspace: Path, offline: bool = True
+) -> dict[str, str]:
     display_name = config.name or names.slug.replace("-", " ").title()
     if re.search(r"[\"'$`\\\n]", display_name):
         raise ScaffoldError(f"name {display_name!r}: quotes, '$', '`', backslashes and newlines are not allowed")
@@ -249,7 +261,9 @@ def _context(*, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, work
         "step_seconds": str(first.step_seconds),
         "interval_seconds": str(first.interval_seconds),
         "scope_key": first.scope_key,
-        "feed_source": config.feed.source,
+        "feed_source": "synthetic" if offline and config.feed.source != "synthetic" else config.feed.source,
+        "live_feed": _live_feed_lines(config.feed.source) if offline and config.feed.source != "synthetic" else "",
+        "secret_key": secrets.token_urlsafe(50),
         "feed_subjects": ",".join(config.feed.subjects),
         "feed_kind": config.feed.kind,
         "feed_granularity": config.feed.granularity,
@@ -264,6 +278,23 @@ def _context(*, names: WorkspaceNames, pack: Pack, config: WorkspaceConfig, work
         "callables_table": callables_table,
         "scoring_function": scoring_attr or "brier_score",
     }
+
+
+LIVE_FEED_NOTES = {
+    "pyth": "# Live: FEED_SOURCE=pyth and PYTH_API_KEY=<your Hermes key> (Hermes requires one; run_node and\n"
+    "# doctor refuse pyth without it).",
+    "binance": "# Live: FEED_SOURCE=binance (public klines, no key; network access needed).",
+    "csv": "# Replay: FEED_SOURCE=csv and FEED_CSV_PATH=<file of candles or ticks>.",
+}
+
+
+def _live_feed_lines(source: str) -> str:
+    """The comment that says how to switch the offline default to the competition's own feed."""
+    note = LIVE_FEED_NOTES.get(source, f"# Live: FEED_SOURCE={source}.")
+    return (
+        "# Offline by default: a synthetic random walk (no network, no key), so the node starts as is.\n"
+        f"# This competition's feed is {source}; switch when ready, then run `manage.py doctor`:\n{note}\n"
+    )
 
 
 def _number(value: float) -> str:

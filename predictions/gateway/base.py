@@ -32,6 +32,9 @@ class ModelIdentity:
     cruncher_id: str
     cruncher_name: str
     deployment_id: str
+    # The on-chain index checkpoints pay; None when the source does not know it. It only fills
+    # an empty `Model.cruncher_index` (an operator's value, set in the admin, is never replaced).
+    cruncher_index: int | None = None
 
 
 @dataclass(frozen=True)

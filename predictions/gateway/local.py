@@ -7,7 +7,8 @@ Layout of `models_dir` (one sub-folder per model, like one model node per submis
 
     <models_dir>/<folder>/main.py        the model (plus any helper modules/packages)
     <models_dir>/<folder>/model.json     optional identity: {"model_id", "name", "cruncher_id",
-                                         "cruncher_name"} (defaults: the folder name, "local")
+                                         "cruncher_name", "cruncher_index"} (defaults: the folder
+                                         name, "local", no index: flagged, never paid)
 
 Loading follows the real model node: the base class (`module.Class`) is imported on the
 coordinator's path (or, failing that, from `<models_dir>` or its parent); every module of the
@@ -50,7 +51,7 @@ log = logging.getLogger("predictions.gateway.local")
 KILLED_CALL = "KILLED_CALL"  # the model raised SystemExit/KeyboardInterrupt/GeneratorExit
 QUARANTINED = "QUARANTINED"
 
-IDENTITY_KEYS = {"model_id", "name", "cruncher_id", "cruncher_name"}
+IDENTITY_KEYS = {"model_id", "name", "cruncher_id", "cruncher_name", "cruncher_index"}
 _load_lock = threading.Lock()  # sys.path / sys.modules juggling must not interleave
 
 
@@ -136,12 +137,20 @@ def read_identity(folder: Path, deployment_hash: str) -> ModelIdentity:
                 "SETUP_FAILED", f"{manifest}: unknown keys {sorted(unknown)}; known: {sorted(IDENTITY_KEYS)}"
             )
     model_id = str(meta.get("model_id") or folder.name)
+    cruncher_index = meta.get("cruncher_index")
+    if cruncher_index is not None and (
+        isinstance(cruncher_index, bool) or not isinstance(cruncher_index, int) or not 0 <= cruncher_index < 2**31
+    ):
+        raise ModelLoadError(
+            "SETUP_FAILED", f"{manifest}: cruncher_index must be a whole number >= 0 or null, got {cruncher_index!r}"
+        )
     return ModelIdentity(
         model_id=model_id,
         name=str(meta.get("name") or folder.name),
         cruncher_id=str(meta.get("cruncher_id") or "local"),
         cruncher_name=str(meta.get("cruncher_name") or "local"),
         deployment_id=f"{model_id}_{deployment_hash}",
+        cruncher_index=cruncher_index,
     )
 
 

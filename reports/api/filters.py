@@ -24,7 +24,7 @@ from coordinator_site.boundary.params import (
 )
 from feeds.models import FeedRecord
 from predictions.choices import FailureReason, PredictionStatus
-from predictions.models import Prediction
+from predictions.models import ParticipantModel, Prediction
 from reports.api.openapi import DATETIME_PARAM, ID_LIST_PARAM, ID_PARAM
 from scoring.models import Snapshot
 
@@ -99,12 +99,20 @@ class ModelIdsField(BoundaryField):
 
 @extend_schema_field(ID_LIST_PARAM)
 class ModelIdsFilter(django_filters.Filter):
+    """Rows of the given model ids (`field_name` = "model__model_id").
+
+    The ids are turned into primary keys first (one indexed query), so the rows are then read
+    through their own (model, ...) index instead of a join the planner may sort (7-9 ms vs 1 ms on
+    a million predictions).
+    """
+
     field_class = ModelIdsField
 
     def filter(self, qs, value):
         if not value:
             return qs
-        return qs.filter(**{f"{self.field_name}__in": value})
+        pks = list(ParticipantModel.objects.filter(model_id__in=value).values_list("pk", flat=True))
+        return qs.filter(model_id__in=pks)
 
 
 class IdField(BoundaryField):
@@ -117,6 +125,18 @@ class IdFilter(django_filters.Filter):
     """A database id: ASCII digits, 1 to 2**63 - 1 (no sign, decimals or exponents)."""
 
     field_class = IdField
+
+
+class HorizonField(BoundaryField):
+    def parse(self, value):
+        return parse_whole_number(value, field=self.label, minimum=0, maximum=2**31 - 1)
+
+
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": 2**31 - 1})
+class HorizonFilter(django_filters.Filter):
+    """A horizon in whole seconds (what PredictionConfig.horizon_seconds can hold)."""
+
+    field_class = HorizonField
 
 
 class UtcDateTimeField(BoundaryField):
@@ -160,6 +180,12 @@ class PredictionFilter(TimeRangeMixin, django_filters.FilterSet):
     )
     scope_key = django_filters.CharFilter(field_name="scope_key")
     config = IdFilter(label="config", field_name="config_id", help_text="PredictionConfig id.")
+    subject = django_filters.CharFilter(
+        label="subject", field_name="input__scope__subject", help_text="The asset (scope.subject)."
+    )
+    horizon_seconds = HorizonFilter(
+        label="horizon_seconds", field_name="config__horizon_seconds", help_text="The prediction config's horizon."
+    )
     status = StrictChoiceFilter(label="status", choices=PredictionStatus.choices)
     failure_reason = StrictChoiceFilter(label="failure_reason", choices=FailureReason.choices)
     start = UtcDateTimeFilter(

@@ -58,15 +58,25 @@ class KeysetPagination(BasePagination):
             if model_field.primary_key:
                 queryset = queryset.filter(**{f"pk__{after}": pk})
             else:
-                queryset = queryset.filter(Q(**{f"{field}__{after}": value}) | Q(**{field: value, f"pk__{after}": pk}))
+                # (field, pk) after (value, pk) as `field <= value AND (field < value OR pk < pk)`: the
+                # first condition is an index range (the plain OR form made PostgreSQL read the whole
+                # index up to the cursor: 100 ms half-way through a million predictions, 1 ms this way).
+                queryset = queryset.filter(**{f"{field}__{after}e": value}).filter(
+                    Q(**{f"{field}__{after}": value}) | Q(**{f"pk__{after}": pk})
+                )
         order = [ordering] if model_field.primary_key else [ordering, "-pk" if descending else "pk"]
-        rows = list(queryset.order_by(*order)[: limit + 1])
+        # A view may read its rows itself (plain tuples instead of model instances) with
+        # `keyset_rows(queryset, count)` and say where a row's cursor is with `keyset_cursor(row, field)`.
+        fetch = getattr(view, "keyset_rows", None)
+        rows = fetch(queryset.order_by(*order), limit + 1) if fetch else list(queryset.order_by(*order)[: limit + 1])
         self.next_url = None
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
+            cursor_of = getattr(view, "keyset_cursor", None)
+            value, pk = cursor_of(last, field) if cursor_of else (getattr(last, field), last.pk)
             url = request.build_absolute_uri()
-            url = replace_query_param(url, self.cursor_query_param, encode_cursor(getattr(last, field), last.pk))
+            url = replace_query_param(url, self.cursor_query_param, encode_cursor(value, pk))
             self.next_url = url
         return rows
 

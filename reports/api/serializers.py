@@ -1,6 +1,7 @@
 """Serializers: output shapes of the report API (and the request bodies of the two writes)."""
 
 from datetime import UTC
+from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -11,7 +12,7 @@ from checkpoints.models import Checkpoint, CheckpointTransition
 from checkpoints.selectors import late_scores_of
 from feeds.models import FeedRecord
 from predictions.models import ParticipantModel, Prediction
-from reports.selectors import finite_number, json_safe, numeric_fields
+from reports.selectors import PREDICTION_ROW_COLUMNS, finite_number, json_safe, numeric_fields
 from scoring.models import Snapshot
 
 CHART_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$"
@@ -32,6 +33,11 @@ def iso_time(value):
 def chart_time(value):
     """The chart x-axis encoding: UTC, ISO 8601, no offset."""
     return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+
+def utc_time(value):
+    """`iso_time` for a timestamp in UTC (`…Z`), without the field machinery (hot paths)."""
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 @extend_schema_field({"type": "string", "pattern": CHART_TIME_PATTERN, "description": CHART_TIME_DESCRIPTION})
@@ -97,17 +103,89 @@ class ModelMetricsRowSerializer(serializers.ModelSerializer):
 # --- Predictions -----------------------------------------------------------------------------
 
 
+_PREDICTION_TIME_BASE = len(PREDICTION_ROW_COLUMNS)
+# Where prediction_rows puts each timestamp a keyset cursor may be built from.
+PREDICTION_ROW_TIME_INDEX = {"performed_at": _PREDICTION_TIME_BASE}
+
+
+def reference_scope(scope: Any) -> Any:
+    """A stored Input scope as the reference UI reads it: JSON-safe, with the horizon also under the
+    reference's name `resolve_horizon_seconds` (the UI filters by asset = `subject`, horizon and
+    the other scope parameters)."""
+    scope = json_safe(scope)
+    if isinstance(scope, dict) and "horizon_seconds" in scope and "resolve_horizon_seconds" not in scope:
+        scope = {**scope, "resolve_horizon_seconds": scope["horizon_seconds"]}
+    return scope
+
+
+def prediction_row(row: tuple) -> dict[str, Any]:
+    """One /reports/predictions row from a `prediction_rows` tuple (the shape PredictionSerializer documents).
+
+    Hand-written: a page is 100+ rows and the generic field machinery costs more than the query.
+    """
+    (
+        pk,
+        model_id,
+        config_id,
+        scope_key,
+        scope,
+        input_id,
+        status,
+        failure_reason,
+        failure_detail,
+        output,
+        exec_time_us,
+        score_value,
+        score_success,
+        score_failed_reason,
+        performed_at,
+        resolvable_at,
+        scored_at,
+    ) = row
+    scored = score_success is not None  # Score.success is never null: None means no score row
+    return {
+        "id": pk,
+        "model_id": model_id,
+        "prediction_config_id": None if config_id is None else str(config_id),
+        "scope_key": scope_key,
+        "scope": reference_scope(scope),
+        "input_id": input_id,
+        "status": status,
+        "failure_reason": failure_reason,
+        "failure_detail": failure_detail,
+        "output": json_safe(output),
+        "exec_time_us": exec_time_us,
+        "performed_at": chart_time(performed_at),
+        "resolvable_at": utc_time(resolvable_at),
+        "score_value": finite_number(score_value) if scored else None,
+        "score_success": bool(score_success),
+        "score_failed": not score_success,
+        "score_failed_reason": score_failed_reason if scored else (failure_reason or "Prediction not scored"),
+        "scored_at": chart_time(scored_at),
+    }
+
+
 class PredictionSerializer(serializers.ModelSerializer):
+    """The documented shape of a /reports/predictions row (the rows are built by `prediction_row`)."""
+
     model_id = serializers.CharField(source="model.model_id")
-    prediction_config_id = serializers.IntegerField(source="config_id")
-    scope = SafeJSONField(source="input.scope")
+    prediction_config_id = serializers.CharField(
+        source="config_id", allow_null=True, help_text="The prediction config's id as text (as the reference)."
+    )
+    scope = SafeJSONField(
+        source="input.scope",
+        help_text="The Input's scope: feed dims (`subject` is the asset), scope_key, `horizon_seconds` "
+        "(also as `resolve_horizon_seconds`, the reference's name) and `step_seconds`.",
+    )
     output = SafeJSONField()
     performed_at = ChartTimeField()
-    score_value = serializers.SerializerMethodField()
-    score_success = serializers.SerializerMethodField()
-    score_failed = serializers.SerializerMethodField()
-    score_failed_reason = serializers.SerializerMethodField()
-    scored_at = serializers.SerializerMethodField()
+    score_value = serializers.FloatField(allow_null=True)
+    score_success = serializers.BooleanField(help_text="True when scored successfully; false when unscored.")
+    score_failed = serializers.BooleanField(help_text="True if unscored or the scoring failed (= not score_success).")
+    score_failed_reason = serializers.CharField(
+        help_text='"Prediction not scored" (or the failure reason) if unscored.'
+    )
+    scored_at = ChartTimeField(allow_null=True)
 
     class Meta:
         model = Prediction
@@ -131,52 +209,6 @@ class PredictionSerializer(serializers.ModelSerializer):
             "score_failed_reason",
             "scored_at",
         ]
-
-    def to_representation(self, obj):
-        # Hand-built (same fields as declared above, which document it): a page is 100+ rows and
-        # the generic field machinery costs more than the query.
-        score = getattr(obj, "score", None)
-        return {
-            "id": obj.pk,
-            "model_id": obj.model.model_id,
-            "prediction_config_id": obj.config_id,
-            "scope_key": obj.scope_key,
-            "scope": json_safe(obj.input.scope),
-            "input_id": obj.input_id,
-            "status": obj.status,
-            "failure_reason": obj.failure_reason,
-            "failure_detail": obj.failure_detail,
-            "output": json_safe(obj.output),
-            "exec_time_us": obj.exec_time_us,
-            "performed_at": chart_time(obj.performed_at),
-            "resolvable_at": iso_time(obj.resolvable_at),
-            "score_value": finite_number(score.value) if score else None,
-            "score_success": score.success if score else None,
-            "score_failed": (not score.success) if score else True,
-            "score_failed_reason": score.failed_reason if score else (obj.failure_reason or "Prediction not scored"),
-            "scored_at": iso_time(score.scored_at) if score else None,
-        }
-
-    # Only for the OpenAPI schema; to_representation fills these.
-    @extend_schema_field({"type": "number", "nullable": True})
-    def get_score_value(self, obj):  # pragma: no cover
-        return None
-
-    @extend_schema_field({"type": "boolean", "nullable": True})
-    def get_score_success(self, obj):  # pragma: no cover
-        return None
-
-    @extend_schema_field(OpenApiTypes.BOOL)
-    def get_score_failed(self, obj):  # pragma: no cover
-        return None
-
-    @extend_schema_field(OpenApiTypes.STR)
-    def get_score_failed_reason(self, obj):  # pragma: no cover
-        return None
-
-    @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
-    def get_scored_at(self, obj):  # pragma: no cover
-        return None
 
 
 # --- Feeds -----------------------------------------------------------------------------------
@@ -321,7 +353,12 @@ class CheckpointDetailSerializer(CheckpointSerializer):
 
 
 class ConfirmRequestSerializer(serializers.Serializer):
-    tx_hash = serializers.CharField(max_length=128, trim_whitespace=False, help_text="The on-chain transaction hash.")
+    tx_hash = serializers.CharField(
+        max_length=128,
+        trim_whitespace=False,
+        help_text="The on-chain transaction hash: a Solana transaction signature (base58 of 64 bytes), or, when "
+        "SETTLEMENT_CHAINS includes evm, 0x + 64 hex digits.",
+    )
     override_reason = serializers.CharField(
         max_length=1000,
         required=False,
@@ -331,7 +368,14 @@ class ConfirmRequestSerializer(serializers.Serializer):
 
 
 class StatusRequestSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=CheckpointStatus.choices, help_text="The next status (no skipping).")
+    status = serializers.ChoiceField(
+        choices=CheckpointStatus.choices,
+        help_text="The next status (no skipping).",
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a valid choice; one of {", ".join(CheckpointStatus.values)} '
+            "(upper case)."
+        },
+    )
 
 
 class EmissionLatestSerializer(serializers.Serializer):

@@ -11,6 +11,11 @@ from datetime import datetime
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
 
 
+# Series drawn on top of each other stay visible when they coincide: each later one is drawn
+# thinner and dashed, so the wider line under it shows its colour around and between the dashes.
+DASHES = ("", "10 4", "4 4", "2 3", "12 3 2 3", "6 2")
+
+
 @dataclass
 class Line:
     name: str
@@ -18,6 +23,8 @@ class Line:
     path: str
     points: int
     last_label: str = ""
+    width: float = 1.8
+    dash: str = ""
 
 
 @dataclass
@@ -67,8 +74,8 @@ def _finite(value) -> bool:
 def line_chart(
     series: list[tuple[str, list[tuple[datetime, float | None]]]],
     *,
-    width: int = 720,
-    height: int = 240,
+    width: int = 1200,
+    height: int = 300,
     x_ticks: int = 5,
     y_ticks: int = 4,
 ) -> LineChart:
@@ -77,7 +84,7 @@ def line_chart(
     Points with a missing or non-finite value break the line (a gap, not a drop to zero).
     Series without a single finite point are left out; no series at all gives an empty chart.
     """
-    left, top, right_pad, bottom_pad = 64, 12, 16, 28
+    left, top, right_pad, bottom_pad = 64, 12, 24, 28
     chart = LineChart(width, height, left, top, width - left - right_pad, height - top - bottom_pad)
     usable = [(name, [(t, v) for t, v in points if _finite(v)], points) for name, points in series]
     usable = [(name, finite, points) for name, finite, points in usable if finite]
@@ -98,6 +105,7 @@ def line_chart(
     def y_of(v: float) -> float:
         return top + (v_max - v) / (v_max - v_min) * chart.plot_height
 
+    count = len(usable)
     for index, (name, finite, points) in enumerate(usable):
         commands, pen_down = [], False
         for t, v in points:
@@ -113,16 +121,35 @@ def line_chart(
                 path=" ".join(commands),
                 points=len(finite),
                 last_label=format_value(finite[-1][1]),
+                width=round(1.8 + 1.6 * (count - 1 - index), 1),  # the first is drawn widest, underneath
+                dash=DASHES[index % len(DASHES)],
             )
         )
     for i in range(y_ticks + 1):
         v = v_min + (v_max - v_min) * i / y_ticks
         chart.y_ticks.append(Tick(pos=round(y_of(v), 1), label=format_value(v)))
-    same_day = t_min.date() == t_max.date()
-    for i in range(x_ticks + 1):
-        t = t_min + (t_max - t_min) * i / x_ticks
-        chart.x_ticks.append(Tick(pos=round(x_of(t), 1), label=t.strftime("%H:%M" if same_day else "%m-%d %H:%M")))
+    chart.x_ticks = time_ticks(t_min, t_max, count=x_ticks, x_of=x_of)
     return chart
+
+
+def time_ticks(t_min: datetime, t_max: datetime, *, count: int, x_of) -> list[Tick]:
+    """Up to `count + 1` x-axis ticks whose labels are all different: seconds are shown when the
+    span is short, the date when it crosses days, and a tick whose label repeats is dropped."""
+    span = (t_max - t_min).total_seconds()
+    if t_min.date() != t_max.date():
+        fmt = "%m-%d %H:%M"
+    elif span < count * 60:
+        fmt = "%H:%M:%S"
+    else:
+        fmt = "%H:%M"
+    ticks, seen = [], set()
+    for i in range(count + 1 if span else 1):
+        t = t_min + (t_max - t_min) * i / count
+        label = t.strftime(fmt)
+        if label not in seen:
+            seen.add(label)
+            ticks.append(Tick(pos=round(x_of(t), 1), label=label))
+    return ticks
 
 
 def sparkline(values: list[float | None], *, width: int = 120, height: int = 28) -> str:

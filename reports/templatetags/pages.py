@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -75,6 +76,12 @@ def since(value: datetime | None) -> str:
     if value is None:
         return "—"
     return duration(timezone.now() - value)
+
+
+@register.simple_tag
+def refresh_seconds() -> str:
+    """How often live pages swap in fresh data (static/pages/live.js); "0" disables it."""
+    return format(max(0.0, float(settings.PAGES_REFRESH_SECONDS)), "g")
 
 
 @register.simple_tag

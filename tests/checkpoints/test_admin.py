@@ -15,7 +15,7 @@ from tests.checkpoints.helpers import add_snapshot
 from tests.factories import T0, make_checkpoint, make_model
 
 pytestmark = pytest.mark.django_db
-HEX_HASH = "ab" * 32
+OTHER_SIG = "3x3vw8k11QcDV6sq39ECi9GWNnQBqjAc2tpz5KjsJGPiNZBMMXtoJtxc4oF3dmZNS21v6Cne6EzEnUTXk8eM2UkR"
 SIG = "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW"
 
 
@@ -94,12 +94,12 @@ def test_confirm_form_shows_the_service_error_for_a_malformed_hash(staff_client,
 
 
 def test_confirm_form_shows_the_refusal_of_another_hash(staff_client, checkpoint):
-    staff_client.post(confirm_url(checkpoint), {"tx_hash": HEX_HASH})
+    staff_client.post(confirm_url(checkpoint), {"tx_hash": OTHER_SIG})
     response = staff_client.post(confirm_url(checkpoint), {"tx_hash": SIG})
     assert response.status_code == 200
     assert "already confirmed with another tx_hash" in response.content.decode()
     checkpoint.refresh_from_db()
-    assert checkpoint.tx_hash == HEX_HASH
+    assert checkpoint.tx_hash == OTHER_SIG
 
 
 def test_advance_button_moves_one_step_and_shows_refusals(staff_client, checkpoint):
@@ -107,7 +107,7 @@ def test_advance_button_moves_one_step_and_shows_refusals(staff_client, checkpoi
     assert "Refused:" in response.content.decode()
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == CheckpointStatus.PENDING
 
-    staff_client.post(confirm_url(checkpoint), {"tx_hash": HEX_HASH})
+    staff_client.post(confirm_url(checkpoint), {"tx_hash": OTHER_SIG})
     response = staff_client.post(advance_url(checkpoint), {"to": "PAID"}, follow=True)
     assert "Refused:" in response.content.decode()  # no skipping
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == CheckpointStatus.SUBMITTED
@@ -125,7 +125,7 @@ def test_advance_button_moves_one_step_and_shows_refusals(staff_client, checkpoi
 
 
 def test_changelist_action_advances_selected_and_reports_refusals(staff_client):
-    submitted = make_checkpoint(status="SUBMITTED", tx_hash=HEX_HASH)
+    submitted = make_checkpoint(status="SUBMITTED", tx_hash=OTHER_SIG)
     pending = make_checkpoint(period_start=T0 + timedelta(days=7))
     response = staff_client.post(
         reverse("admin:checkpoints_checkpoint_changelist"),
@@ -140,7 +140,7 @@ def test_changelist_action_advances_selected_and_reports_refusals(staff_client):
 
 
 def test_anonymous_users_cannot_confirm(client, checkpoint):
-    response = client.post(confirm_url(checkpoint), {"tx_hash": HEX_HASH})
+    response = client.post(confirm_url(checkpoint), {"tx_hash": OTHER_SIG})
     assert response.status_code == 302
     assert "/login/" in response["Location"]
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == CheckpointStatus.PENDING
@@ -149,6 +149,6 @@ def test_anonymous_users_cannot_confirm(client, checkpoint):
 def test_staff_without_change_permission_cannot_confirm(client, checkpoint):
     user = get_user_model().objects.create_user("viewer", "v@example.com", "pw", is_staff=True)
     client.force_login(user)
-    assert client.post(confirm_url(checkpoint), {"tx_hash": HEX_HASH}).status_code == 403
+    assert client.post(confirm_url(checkpoint), {"tx_hash": OTHER_SIG}).status_code == 403
     assert client.post(advance_url(checkpoint), {"to": "CLAIMABLE"}).status_code == 403
     assert Checkpoint.objects.get(pk=checkpoint.pk).status == CheckpointStatus.PENDING

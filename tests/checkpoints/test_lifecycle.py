@@ -10,7 +10,7 @@ from tests.factories import make_checkpoint
 
 pytestmark = pytest.mark.django_db
 SOLANA_SIG = "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW"
-HEX_HASH = "0x" + "ab" * 32
+OTHER_SIG = "3x3vw8k11QcDV6sq39ECi9GWNnQBqjAc2tpz5KjsJGPiNZBMMXtoJtxc4oF3dmZNS21v6Cne6EzEnUTXk8eM2UkR"
 PENDING, SUBMITTED, CLAIMABLE, PAID = (
     CheckpointStatus.PENDING,
     CheckpointStatus.SUBMITTED,
@@ -50,18 +50,18 @@ def test_full_lifecycle_is_recorded_with_actor_and_hash():
 
 def test_confirm_twice_with_same_hash_is_a_no_op():
     checkpoint = make_checkpoint()
-    first = checkpoint_confirm(checkpoint=checkpoint, tx_hash=HEX_HASH, actor="alice")
-    again = checkpoint_confirm(checkpoint=checkpoint, tx_hash=f"  {HEX_HASH} ", actor="bob")
-    assert (again.status, again.tx_hash, again.submitted_at) == (SUBMITTED, HEX_HASH, first.submitted_at)
+    first = checkpoint_confirm(checkpoint=checkpoint, tx_hash=OTHER_SIG, actor="alice")
+    again = checkpoint_confirm(checkpoint=checkpoint, tx_hash=f"  {OTHER_SIG} ", actor="bob")
+    assert (again.status, again.tx_hash, again.submitted_at) == (SUBMITTED, OTHER_SIG, first.submitted_at)
     assert len(history(checkpoint)) == 1
     checkpoint_advance(checkpoint=checkpoint, to=CLAIMABLE, actor="alice")
-    assert checkpoint_confirm(checkpoint=checkpoint, tx_hash=HEX_HASH, actor="bob").status == CLAIMABLE
+    assert checkpoint_confirm(checkpoint=checkpoint, tx_hash=OTHER_SIG, actor="bob").status == CLAIMABLE
     assert len(history(checkpoint)) == 2
 
 
 def test_confirm_with_another_hash_is_refused_and_changes_nothing():
     checkpoint = make_checkpoint()
-    checkpoint_confirm(checkpoint=checkpoint, tx_hash=HEX_HASH, actor="alice")
+    checkpoint_confirm(checkpoint=checkpoint, tx_hash=OTHER_SIG, actor="alice")
     before = state(checkpoint)
     with pytest.raises(InvalidTransition, match="another tx_hash"):
         checkpoint_confirm(checkpoint=checkpoint, tx_hash=SOLANA_SIG, actor="mallory")
@@ -97,7 +97,7 @@ def test_malformed_tx_hash_is_refused_and_changes_nothing(bad):
     ],
 )
 def test_every_illegal_advance_is_refused_and_changes_nothing(start, target):
-    tx_hash = "" if start == PENDING else HEX_HASH
+    tx_hash = "" if start == PENDING else OTHER_SIG
     checkpoint = make_checkpoint(status=start, tx_hash=tx_hash)
     before = state(checkpoint)
     with pytest.raises(InvalidTransition):
@@ -108,14 +108,14 @@ def test_every_illegal_advance_is_refused_and_changes_nothing(start, target):
 
 @pytest.mark.parametrize("start", [SUBMITTED, CLAIMABLE, PAID])
 def test_confirm_of_a_checkpoint_past_pending_without_that_hash_is_refused(start):
-    checkpoint = make_checkpoint(status=start, tx_hash=HEX_HASH)
+    checkpoint = make_checkpoint(status=start, tx_hash=OTHER_SIG)
     with pytest.raises(InvalidTransition):
         checkpoint_confirm(checkpoint=checkpoint, tx_hash=SOLANA_SIG, actor="alice")
-    assert state(checkpoint)[:2] == (start, HEX_HASH)
+    assert state(checkpoint)[:2] == (start, OTHER_SIG)
 
 
 def test_advance_to_the_current_status_is_a_no_op():
-    checkpoint = make_checkpoint(status=CLAIMABLE, tx_hash=HEX_HASH)
+    checkpoint = make_checkpoint(status=CLAIMABLE, tx_hash=OTHER_SIG)
     assert checkpoint_advance(checkpoint=checkpoint, to=CLAIMABLE, actor="alice").status == CLAIMABLE
     assert history(checkpoint) == []
 
@@ -128,7 +128,7 @@ def test_advance_to_an_unknown_status_is_refused():
 
 
 def test_a_stale_object_cannot_move_a_checkpoint_someone_else_moved():
-    checkpoint = make_checkpoint(status=SUBMITTED, tx_hash=HEX_HASH)
+    checkpoint = make_checkpoint(status=SUBMITTED, tx_hash=OTHER_SIG)
     stale = Checkpoint.objects.get(pk=checkpoint.pk)
     checkpoint_advance(checkpoint=checkpoint, to=CLAIMABLE, actor="alice")
     checkpoint_advance(checkpoint=checkpoint, to=PAID, actor="alice")

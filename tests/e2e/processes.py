@@ -89,3 +89,28 @@ def stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
                 pass
         process.kill()
         process.wait(timeout=timeout)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def repo_copy(tmp_path: Path) -> Path:
+    """The project's files as a fresh clone has them (tracked and new; no .env, no databases),
+    in tmp_path/repo."""
+    import shutil
+
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    target = tmp_path / "repo"
+    for name in filter(None, (raw.decode() for raw in files)):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+def user_env() -> dict[str, str]:
+    """An operator's shell: none of the suite's database, settings or pytest variables."""
+    drop = ("PYTEST_VERSION", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "ENV_FILE", "SQLITE_PATH")
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("DJANGO_SUPERUSER_")}

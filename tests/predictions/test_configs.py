@@ -75,7 +75,7 @@ def test_command_loads_a_file_and_refuses_a_bad_one_without_changing_anything(tm
     good = tmp_path / "good.json"
     good.write_text(json.dumps([ONE]))
     call_command("load_prediction_configs", "--path", str(good))
-    assert "created=1" in capsys.readouterr().out
+    assert f"Prediction configs from {good}: 1 created." in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{**ONE, "horizon_seconds": 1, "colour": "red"}]))
     with pytest.raises(CommandError, match="colour"):

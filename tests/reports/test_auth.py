@@ -15,7 +15,7 @@ from tests.factories import T0, make_checkpoint
 from tests.reports.helpers import EMISSION, staff_client
 
 pytestmark = pytest.mark.django_db
-TX = "5" * 64
+TX = "3x3vw8k11QcDV6sq39ECi9GWNnQBqjAc2tpz5KjsJGPiNZBMMXtoJtxc4oF3dmZNS21v6Cne6EzEnUTXk8eM2UkR"
 WRITES = [
     ("post", "confirm", {"tx_hash": TX}),
     ("patch", "status", {"status": "SUBMITTED"}),

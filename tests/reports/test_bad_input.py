@@ -12,6 +12,9 @@ from tests.reports.helpers import EMISSION
 
 pytestmark = pytest.mark.django_db
 
+SIG_A = "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW"
+SIG_B = "3x3vw8k11QcDV6sq39ECi9GWNnQBqjAc2tpz5KjsJGPiNZBMMXtoJtxc4oF3dmZNS21v6Cne6EzEnUTXk8eM2UkR"
+
 
 @pytest.fixture
 def admin():
@@ -86,13 +89,13 @@ def test_a_skipped_transition_is_409(admin, checkpoint):
 def test_confirm_twice_with_the_same_hash_is_200_and_another_hash_409(admin, checkpoint):
     pytest.importorskip("checkpoints.services")
     url = f"/reports/checkpoints/{checkpoint.pk}/confirm"
-    assert admin.post(url, {"tx_hash": "ab" * 32}, format="json").status_code == 200
-    again = admin.post(url, {"tx_hash": "ab" * 32}, format="json")
+    assert admin.post(url, {"tx_hash": SIG_A}, format="json").status_code == 200
+    again = admin.post(url, {"tx_hash": SIG_A}, format="json")
     assert again.status_code == 200
-    assert again.json()["tx_hash"] == "ab" * 32
-    assert admin.post(url, {"tx_hash": "cd" * 32}, format="json").status_code == 409
+    assert again.json()["tx_hash"] == SIG_A
+    assert admin.post(url, {"tx_hash": SIG_B}, format="json").status_code == 409
     fresh = Checkpoint.objects.get(pk=checkpoint.pk)
-    assert (fresh.status, fresh.tx_hash, fresh.transitions.count()) == ("SUBMITTED", "ab" * 32, 1)
+    assert (fresh.status, fresh.tx_hash, fresh.transitions.count()) == ("SUBMITTED", SIG_A, 1)
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,7 @@ def test_predictions_carry_status_failure_output_and_score(api, world):
     assert scored["performed_at"] == "2026-11-02T00:02:00"
     assert scored["resolvable_at"] == "2026-11-02T00:07:00Z"
     assert scored["scope"]["scope_key"] == "BTC-5m"
-    assert scored["prediction_config_id"] == world["config"].pk
+    assert scored["prediction_config_id"] == str(world["config"].pk)
 
 
 def test_predictions_filters(api, world):

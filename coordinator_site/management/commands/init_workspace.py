@@ -26,7 +26,9 @@ class Command(BaseCommand):
         self.stdout.write(f"workspace {result.workspace}: {len(result.files)} files")
         self.stdout.write(f"  challenge package  {result.challenge_dir}")
         self.stdout.write(f"  node config        {result.node_dir}")
-        self.stdout.write(
-            f"next: cd {result.challenge_dir.name} && python -m pytest -q; then "
-            f"ENV_FILE={result.node_dir}/.env PYTHONPATH={result.env['PYTHONPATH']} python manage.py doctor"
-        )
+        env_file = result.node_dir / ".env"
+        self.stdout.write("next (from this directory, the coordinator-node checkout):")
+        self.stdout.write(f"  (cd {result.challenge_dir} && python -m pytest -q)   # the challenge's own tests")
+        self.stdout.write(f"  export ENV_FILE={env_file} PYTHONPATH={result.env['PYTHONPATH']}")
+        self.stdout.write("  python manage.py doctor && python manage.py migrate && python manage.py run_node")
+        self.stdout.write(f"  (details: {result.node_dir / 'RUNBOOK.md'})")

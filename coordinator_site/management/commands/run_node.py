@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from coordinator_site.metrics import MULTIPROC_DIR_ENV, mark_process_dead
+from coordinator_site.preflight import feed_preflight_error
 from coordinator_site.supervisor import ChildSpec, Supervisor
 
 WORKERS = (
@@ -26,23 +27,6 @@ WORKERS = (
     ("score", "run_score"),
     ("checkpoint", "run_checkpoint"),
 )
-
-PYTH_KEY_MISSING = """\
-FEED_SOURCE=pyth, but PYTH_API_KEY is empty: Pyth's Hermes API requires an API key.
-Ways out:
-  - set PYTH_API_KEY=<your key> in .env (or in the environment), or
-  - use Binance's public klines, which need no key: in .env set
-      FEED_SOURCE=binance
-      FEED_KIND=candle
-      FEED_GRANULARITY=1m
-  - or run `make demo` (a synthetic feed with short cycles; no network, no key)."""
-
-
-def feed_preflight_error() -> str | None:
-    """Why the configured feed cannot work at all (checked before anything starts), or None."""
-    if settings.FEED_SOURCE == "pyth" and not settings.PYTH_API_KEY:
-        return PYTH_KEY_MISSING
-    return None
 
 
 def prepare_metrics_dir() -> str:

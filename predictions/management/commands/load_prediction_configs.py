@@ -1,5 +1,6 @@
 """`manage.py load_prediction_configs [--path FILE]`: upsert the configs file by scope_key."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from predictions.configs import ConfigFileError
@@ -17,4 +18,7 @@ class Command(BaseCommand):
             counts = load_prediction_configs(path=options["path"])
         except ConfigFileError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(" ".join(f"{k}={v}" for k, v in counts.items()))
+        if options["verbosity"] >= 1:
+            path = options["path"] or settings.PREDICTION_CONFIGS_PATH
+            summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none listed"
+            self.stdout.write(f"Prediction configs from {path}: {summary}.")

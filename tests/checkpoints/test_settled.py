@@ -34,6 +34,7 @@ SETTLED = {"CHECKPOINT_INTERVAL_SECONDS": 3600, "SNAPSHOT_PERIOD_SECONDS": 600}
 NOW = T0 + 2 * HOUR
 MODELS = [f"model-{c}" for c in "abcdefg"] + ["twin-a", "twin-b"]
 INPUTS = 24
+SOLANA_SIG = "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW"
 
 
 def p_up(model_id: str, n: int) -> float:
@@ -264,7 +265,7 @@ def verify_fails_naming(checkpoint, manage_py, worker_env, needle):
     checkpoint.refresh_from_db()
     assert not checkpoint.meta["verification"]["ok"]
     with pytest.raises(InvalidTransition, match="verification did not pass"):
-        checkpoint_confirm(checkpoint=checkpoint, tx_hash="0x" + "a" * 64, actor="ops")
+        checkpoint_confirm(checkpoint=checkpoint, tx_hash=SOLANA_SIG, actor="ops")
 
 
 def test_verify_passes_on_honest_data(verified_checkpoint, manage_py, worker_env):
@@ -315,9 +316,9 @@ def test_an_empty_payout_is_built_shown_and_confirmed_only_with_an_override(clie
     assert "nobody to pay: 9 ranked model(s) have no cruncher index" in page
     assert "their share went to the paid models" not in page
     with pytest.raises(InvalidTransition, match="pays nobody"):
-        checkpoint_confirm(checkpoint=checkpoint, tx_hash="0x" + "b" * 64, actor="ops")
+        checkpoint_confirm(checkpoint=checkpoint, tx_hash=SOLANA_SIG, actor="ops")
     confirmed = checkpoint_confirm(
-        checkpoint=checkpoint, tx_hash="0x" + "b" * 64, actor="ops", override_reason="test crunch, no payout"
+        checkpoint=checkpoint, tx_hash=SOLANA_SIG, actor="ops", override_reason="test crunch, no payout"
     )
     assert confirmed.status == "SUBMITTED"
     assert confirmed.meta["empty_payout_override"] == {"reason": "test crunch, no payout", "actor": "ops"}

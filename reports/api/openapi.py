@@ -32,7 +32,14 @@ LINK_HEADER = {
 }
 # The request bodies of the two writes, as the service validates them (a partial PATCH body, as
 # drf-spectacular would document it, is refused: `status` is required).
-TX_HASH_PATTERN = r"^\s*([1-9A-HJ-NP-Za-km-z]{87,88}|0x[0-9a-fA-F]{64})\s*$"  # checkpoints.txhash (solana; evm if configured)
+# checkpoints.txhash: a Solana signature is base58 of exactly 64 bytes. The pattern documents the
+# 87-character ones whose first digit guarantees that (every string it matches is accepted);
+# 88-character signatures are accepted too. EVM hashes only where SETTLEMENT_CHAINS lists evm.
+_SOLANA = r"[3-9A-HJ-NP-Za-km-z][1-9A-HJ-NP-Za-km-z]{86}"
+_CHAIN_PATTERNS = {"solana": _SOLANA, "evm": "0x[0-9a-fA-F]{64}"}
+TX_HASH_PATTERN = (
+    r"^\s*(" + "|".join(_CHAIN_PATTERNS[c] for c in settings.SETTLEMENT_CHAINS if c in _CHAIN_PATTERNS) + r")\s*$"
+)
 CONFIRM_REQUEST = {
     "type": "object",
     "properties": {
@@ -46,6 +53,7 @@ CONFIRM_REQUEST = {
         "override_reason": {
             "type": "string",
             "maxLength": 1000,
+            "pattern": "^[^\\u0000]*$",
             "description": "Needed (and recorded) only to confirm a checkpoint that pays nobody.",
         },
     },

@@ -362,6 +362,7 @@ class ConfirmRequestSerializer(serializers.Serializer):
     override_reason = serializers.CharField(
         max_length=1000,
         required=False,
+        allow_blank=True,
         default="",
         help_text="Needed (and recorded) only to confirm a checkpoint that pays nobody.",
     )

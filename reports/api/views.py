@@ -444,9 +444,10 @@ class CheckpointViewSet(ReportViewSet):
     @action(detail=True, methods=["post"], url_path="confirm", filter_backends=[], pagination_class=None)
     def confirm(self, request, pk=None):
         checkpoint = self.get_checkpoint()
-        if isinstance(request.data, dict) and not isinstance(request.data.get("tx_hash", ""), str):
-            # CharField would take the number 12 as the hash "12"
-            raise ValidationError({"tx_hash": ["Must be a string."]})
+        for name in ("tx_hash", "override_reason"):
+            if isinstance(request.data, dict) and not isinstance(request.data.get(name, ""), str):
+                # CharField would take the number 12 as the text "12"
+                raise ValidationError({name: ["Must be a string."]})
         body = s.ConfirmRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         from checkpoints.services import InvalidTxHash, checkpoint_confirm
@@ -609,10 +610,12 @@ _healthz_body: list = [None, None]  # [the verdict, its /healthz body]
 
 class NodeHealthView(APIView):
     """The node's health: every stage and worker check with its level and reason. HTTP 200 when
-    the node is green or amber, 503 when red (for uptime monitors). Public, like `/healthz`."""
+    the node is green or amber, 503 when red (for uptime monitors). A read like the other
+    reports: public unless REPORTS_REQUIRE_AUTH."""
 
-    authentication_classes = []
-    permission_classes = []
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [ReportReadPermission]
+    schema = ReportAutoSchema()
 
     @extend_schema(summary="Node health", responses={200: s.NodeHealthSerializer, 503: s.NodeHealthSerializer})
     def get(self, request):

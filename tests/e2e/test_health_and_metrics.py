@@ -62,6 +62,7 @@ def start_node(worker_env, manage_py, tmp_path, **extra):
         **{k: v for k, v in demo_env().items() if k != "DATABASE_URL"},
         "PREDICTION_CONFIGS_PATH": str(configs),
         "CHECKPOINT_INTERVAL_SECONDS": "30",
+        "SNAPSHOT_PERIOD_SECONDS": "10",  # divides the checkpoint interval (system check E020)
         "CHECKPOINT_GRACE_SECONDS": "3",
         "WORKER_HEARTBEAT_SECONDS": "1",
         "HEALTH_CACHE_SECONDS": "1",

@@ -46,11 +46,28 @@ def run_schemathesis(base_url: str, *, headers: dict[str, str], phases: list[str
                     if check.status == Status.FAILURE:
                         failure = check.failure_info.failure
                         case = event.recorder.cases.get(case_id)
-                        sent = f"{case.value.method} {case.value.formatted_path} {case.value.query}" if case else ""
+                        if case and documented_red_node(case.value, check, failure):
+                            continue
+                        sent = (
+                            f"{case.value.method} {case.value.formatted_path} {case.value.query} {case.value.body!r}"
+                            if case
+                            else ""
+                        )
                         problems.append(
                             f"{event.recorder.label}: {check.name}: {failure.title}: {failure.message} [{sent}]"
                         )
     return sorted(set(problems)), checks_run
+
+
+def documented_red_node(case, check, failure) -> bool:
+    """The one 5xx that is not a server error: /reports/health answers a red node (here: no
+    worker runs) with its documented 503, for uptime monitors. Every other check still applies."""
+    return (
+        case.method == "GET"
+        and case.formatted_path == "/reports/health"
+        and check.name == "not_a_server_error"
+        and "503" in f"{failure.title} {failure.message} {getattr(failure, 'status_code', '')}"
+    )
 
 
 @pytest.fixture

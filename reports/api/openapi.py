@@ -32,7 +32,9 @@ LINK_HEADER = {
 }
 # The request bodies of the two writes, as the service validates them (a partial PATCH body, as
 # drf-spectacular would document it, is refused: `status` is required).
-TX_HASH_PATTERN = r"^\s*([1-9A-HJ-NP-Za-km-z]{87,88}|0x[0-9a-fA-F]{64})\s*$"  # checkpoints.txhash (solana; evm if configured)
+TX_HASH_PATTERN = (
+    r"^\s*([1-9A-HJ-NP-Za-km-z]{87,88}|0x[0-9a-fA-F]{64})\s*$"  # checkpoints.txhash (solana; evm if configured)
+)
 CONFIRM_REQUEST = {
     "type": "object",
     "properties": {

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from coordinator_site import metrics
 from coordinator_site.health import worker_cadence_seconds
 from coordinator_site.models import WorkerHeartbeat
+from coordinator_site.wakeup import Waiter
 
 SLEEP_SLICE_SECONDS = 0.2
 
@@ -157,6 +158,14 @@ class WorkerCommand(BaseCommand):
     # The longest one unit of work may legitimately take (no beat while it runs): with the
     # heartbeat interval it makes the worker's cadence, which health judges it against.
     unit_budget_seconds: float = 5.0
+    # Wake-ups (DESIGN.md §12): on PostgreSQL an idle worker sleeps until `next_due_seconds()`
+    # (capped by WAKEUP_FALLBACK_SECONDS) or a notification on one of these channels, beating
+    # while it waits; on SQLite it polls every `--sleep` as before.
+    wakeup_channels: tuple[str, ...] = ()
+
+    def next_due_seconds(self) -> float | None:
+        """Seconds until this worker's next known due work (None: not known, wait the fallback)."""
+        return None
 
     def cadence_seconds(self) -> float:
         return worker_cadence_seconds(self.unit_budget_seconds)
@@ -199,6 +208,8 @@ class WorkerCommand(BaseCommand):
             self.loop(once=options["once"], sleep=options["sleep"], batch=options["batch"])
         finally:
             self.teardown()
+            if hasattr(self, "waiter"):
+                self.waiter.close()
             self.heartbeat.beat(stopped=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -258,7 +269,28 @@ class WorkerCommand(BaseCommand):
             if once:
                 break
             if not result.found:
-                self.stop.sleep(sleep, each_slice=self._beat_safely)
+                self.idle_wait(sleep)
+
+    def idle_wait(self, sleep: float) -> None:
+        """Sleep until work is due: the next due time, a notification, or the fallback bound."""
+        if not self.wakeup_channels or connection.vendor != "postgresql":
+            self.stop.sleep(sleep, each_slice=self._beat_safely)
+            return
+        if not hasattr(self, "waiter"):
+            self.waiter = Waiter(self.wakeup_channels, stop=self.stop)
+        try:
+            due = self.next_due_seconds()
+        except Exception:
+            self.log.warning("%s could not read its next due time", self.worker_name, exc_info=True)
+            due = None
+        fallback = settings.WAKEUP_FALLBACK_SECONDS
+        # Work due now that the unit did not find (claimed elsewhere, say): a short pause, no spin.
+        wait = fallback if due is None else min(max(due, min(sleep, 0.05)), fallback)
+        deadline = time.monotonic() + wait
+        while not self.stop and (remaining := deadline - time.monotonic()) > 0:
+            if self.waiter.wait(min(remaining, settings.WORKER_HEARTBEAT_SECONDS)):
+                return
+            self._beat_safely()
 
     def _beat_safely(self, *, error: str | None = None) -> None:
         """A heartbeat must never take the worker down (e.g. the database restarting)."""

@@ -56,3 +56,13 @@ def active_configs() -> QuerySet[PredictionConfig]:
 def latest_input(*, scope_key: str) -> Input | None:
     """The newest Input of a config (by scheduled slot), or None."""
     return Input.objects.filter(config__scope_key=scope_key).order_by("-scheduled_for").first()
+
+
+def seconds_until_next_slot(*, now: datetime) -> float | None:
+    """Seconds until an active config is next due and claimable (None without one): what
+    run_predict sleeps when idle. A config leased to someone else counts from its lease end."""
+    rows = PredictionConfig.objects.filter(active=True, next_run_at__isnull=False).values_list(
+        "next_run_at", "lease_until"
+    )
+    due = [max(at, lease) if lease is not None and lease > now else at for at, lease in rows]
+    return (min(due) - now).total_seconds() if due else None

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from coordinator_site import wakeup
 from coordinator_site.boundary import Rejected, clean_json, clean_text, escape_text
 from predictions.choices import FailureReason, ModelStatus, PredictionStatus
 from predictions.configs import PredictionConfigSpec, read_configs
@@ -88,6 +89,8 @@ def upsert_prediction_configs(*, specs: list[PredictionConfigSpec], now: datetim
         listed = {s.scope_key for s in specs}
         gone = [c.pk for key, c in existing.items() if key not in listed and c.active]
         counts["deactivated"] = PredictionConfig.objects.filter(pk__in=gone).update(active=False, updated_at=now)
+        if counts["created"] or counts["updated"] or counts["deactivated"]:
+            wakeup.notify(wakeup.CONFIGS)  # run_predict recomputes its next due slot
     return counts
 
 
@@ -521,7 +524,8 @@ def _cycle_sql() -> str:
         f"({', '.join(quote(f.column) for f in prediction_fields)}) "
         f"SELECT new_input.id, {', '.join(casts + picks)} "
         f"FROM new_input, json_to_recordset(%s::json) AS r({', '.join(record)})) "
-        "SELECT id FROM new_input"
+        # Wakes run_score (sent at COMMIT; with this statement in autocommit, at once).
+        f"SELECT id, pg_notify('{wakeup.INPUTS}', '') FROM new_input"
     )
 
 

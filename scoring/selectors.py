@@ -117,3 +117,16 @@ def score_series(
     return qs.order_by("performed_at", "id").values(
         "performed_at", "scope_key", "value", "success", "failed_reason", "input_id", "prediction_id"
     )
+
+
+def seconds_until_next_resolvable(*, now: datetime) -> float | None:
+    """Seconds until a RECEIVED Input is due for scoring (resolvable, not backing off, not leased
+    elsewhere); None without one. What run_score sleeps when idle."""
+    from predictions.choices import InputStatus
+    from predictions.models import Input
+
+    rows = Input.objects.filter(status=InputStatus.RECEIVED).values_list(
+        "resolvable_at", "next_attempt_at", "lease_until"
+    )[:10_000]
+    due = [max(t for t in times if t is not None) for times in rows]
+    return (min(due) - now).total_seconds() if due else None

@@ -36,6 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel
 
+from coordinator_site import wakeup
 from coordinator_site.boundary import MAX_ABS_SCORE, clean_json, clean_number, escape_text
 from coordinator_site.contract import get_callable, get_contract
 from coordinator_site.exact import exact_mean
@@ -582,6 +583,8 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             deltas = summarise_snapshots(ctx, done)
         upsert_snapshots(ctx, deltas)
+        if done:
+            wakeup.notify(wakeup.SCORES)  # run_checkpoint: a period may have settled
     return kept
 
 

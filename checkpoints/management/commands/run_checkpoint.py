@@ -1,6 +1,10 @@
 """`manage.py run_checkpoint`: build each settled period's checkpoint, one period per unit."""
 
+from django.utils import timezone
+
+from checkpoints.selectors import next_checkpoint_period
 from checkpoints.services import create_due_checkpoint
+from coordinator_site import wakeup
 from coordinator_site.worker import UnitResult, WorkerCommand
 
 
@@ -9,6 +13,12 @@ class Command(WorkerCommand):
     worker_name = "run_checkpoint"
     default_sleep = 30.0
     default_batch = 1
+    wakeup_channels = (wakeup.SCORES,)
+
+    def next_due_seconds(self) -> float | None:
+        period = next_checkpoint_period()
+        return None if period is None else (period.end - timezone.now()).total_seconds()
+
     unit_budget_seconds = 30.0  # ranking, emission and Merkle tree of one period, in one transaction
 
     def setup(self, options: dict) -> None:

@@ -7,9 +7,10 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from coordinator_site import metrics
+from coordinator_site import metrics, wakeup
 from coordinator_site.worker import UnitResult, WorkerCommand
 from predictions.gateway import build_gateway
+from predictions.selectors import seconds_until_next_slot
 from predictions.services import run_predict_cycle
 
 
@@ -17,6 +18,10 @@ class Command(WorkerCommand):
     help = "Ask every model for a prediction on each due config; one cycle per unit of work."
     worker_name = "run_predict"
     default_sleep = 0.5
+    wakeup_channels = (wakeup.CONFIGS,)
+
+    def next_due_seconds(self) -> float | None:
+        return seconds_until_next_slot(now=timezone.now())
 
     @property
     def unit_budget_seconds(self) -> float:

@@ -10,9 +10,12 @@ import os
 import socket
 import time
 
-from coordinator_site import metrics
+from django.utils import timezone
+
+from coordinator_site import metrics, wakeup
 from coordinator_site.worker import UnitResult, WorkerCommand
 from scoring.policy import missing_policy
+from scoring.selectors import seconds_until_next_resolvable
 from scoring.services import rebuild_leaderboard, score_batch
 
 LEADERBOARD_REBUILD_INTERVAL = 30.0
@@ -24,6 +27,10 @@ class Command(WorkerCommand):
     default_sleep = 2.0
     default_batch = 500
     unit_budget_seconds = 10.0  # one claimed batch of Inputs, scored and written
+    wakeup_channels = (wakeup.INPUTS,)
+
+    def next_due_seconds(self) -> float | None:
+        return seconds_until_next_resolvable(now=timezone.now())
 
     def setup(self, options: dict) -> None:
         missing_policy()  # an unusable MISSING_PREDICTION_POLICY stops the worker at start

@@ -146,6 +146,9 @@ class StreamIngestor:
         self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self.live: set[FeedDims] = set()  # connection open: records come from it
         self.gaps: dict[FeedDims, tuple[datetime, datetime]] = {}  # back-fill pending: (from, not before)
+        # The watermark when each stream's connection was last down (at start: when the worker started).
+        # A reconnect back-fills from here even if a fallback poll stored a newer record meanwhile.
+        self.down_since: dict[FeedDims, datetime | None] = {}
         self.connections: list[StreamConnection] = []
         by_source: dict[str, list[FeedDims]] = {}
         for dims in self.streams:
@@ -156,6 +159,7 @@ class StreamIngestor:
             )
 
     def start(self) -> None:
+        self.down_since = self._watermarks(self.streams)
         for connection in self.connections:
             connection.start()
 
@@ -249,22 +253,30 @@ class StreamIngestor:
         result.add("batches", 1)
         result.found = True
 
-    def _connected(self, streams: tuple[FeedDims, ...]) -> None:
-        now = timezone.now()
-        watermarks = {
+    @staticmethod
+    def _watermarks(streams) -> dict[FeedDims, datetime | None]:
+        found = {
             FeedDims(s.source, s.subject, s.kind, s.granularity): s.last_event_ts
             for s in FeedIngestionState.objects.filter(source__in={d.source for d in streams})
         }
+        return {dims: found.get(dims) for dims in streams}
+
+    def _connected(self, streams: tuple[FeedDims, ...]) -> None:
+        now = timezone.now()
+        watermarks = self._watermarks(streams)
         for dims in streams:
             self.live.add(dims)
-            start = watermarks.get(dims) or now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
+            known = [t for t in (watermarks[dims], self.down_since.pop(dims, None)) if t is not None]
+            start = min(known) if known else now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
             # Keep an older pending start: a back-fill that had not finished must not be skipped.
             previous = self.gaps.get(dims)
             self.gaps[dims] = (min(start, previous[0]) if previous else start, now)
 
     def _disconnected(self, streams: tuple[FeedDims, ...], detail: str, result: StreamStep) -> None:
+        watermarks = self._watermarks(streams)
         for dims in streams:
             self.live.discard(dims)
+            self.down_since.setdefault(dims, watermarks[dims])
             record_stream_disconnect(dims=dims, detail=detail)
         result.add("disconnects", 1)
         result.errors.append(f"{streams[0].source} stream: {detail}")

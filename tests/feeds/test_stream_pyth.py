@@ -18,7 +18,7 @@ from feeds.providers.base import CONNECTED, ProviderUnavailable, from_epoch, sse
 from feeds.providers.pyth import PythProvider
 from feeds.selectors import is_streamed, stream_cadence
 from feeds.services import ingest_records
-from feeds.streaming import StreamIngestor, reconnect_delay
+from feeds.streaming import StreamEvent, StreamIngestor, reconnect_delay
 from tests.e2e.processes import start, stop, wait_for
 from tests.feeds.helpers import BTC_FEED_ID
 from tests.feeds.stream_servers import HermesServer, Session, price_of
@@ -266,3 +266,26 @@ def test_run_feed_in_stream_mode_stores_streamed_records_and_stops_cleanly_on_si
     beat = WorkerHeartbeat.objects.get(name="run_feed")
     assert beat.stopped_at is not None
     assert FeedRecord.objects.filter(source="pyth").count() == len(set(stored_seconds()))
+
+
+@pytest.mark.django_db
+def test_a_poll_while_the_connection_is_down_does_not_hide_the_gap_from_the_reconnect_back_fill(streaming):
+    """A restarted worker polls `latest` (b+9) before its connection opens: the back-fill after the connect
+    still starts from the watermark the stream had when it went down (b+2), not from b+9."""
+    b = base_second()
+    seed(b + 2)
+    with HermesServer([]) as server:
+        point_at(streaming, server)
+        server.published.update(range(b, b + 10))
+        provider = PythProvider()
+        ingestor = StreamIngestor(streams=[TICK], provider_for=lambda source: provider)
+        ingestor.connections = []  # no thread: this test plays the connection's events itself
+        ingestor.start()
+        ingestor.events.put(StreamEvent("connected", (TICK,)))
+        first = ingestor.step(wait=0)
+        assert stored_seconds() == [b + 2, b + 9]  # the fallback poll's latest; then the connect was seen
+        assert first.found
+        assert TICK in ingestor.gaps
+        ingestor.step(wait=0)
+    assert sorted(stored_seconds()) == list(range(b + 2, b + 10))
+    assert not ingestor.gaps

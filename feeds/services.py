@@ -325,7 +325,8 @@ def poll_stream(
     """One pass over one stream: back-fill from the watermark after a stall (or on first start), then poll.
 
     Skipped while `next_poll_at` is in the future. With `gap_from` (stream mode, after a push
-    connection opened) the pass runs whatever the schedule says and back-fills from `gap_from`. A provider error -- or anything else the pass
+    connection opened) the pass runs whatever the schedule says, back-fills from `gap_from` to now
+    and does not poll `latest` (the connection delivers the newest records). A provider error -- or anything else the pass
     raises, e.g. a body no parser expected -- is recorded on the stream's FeedIngestionState
     (last_error, consecutive_errors) and pushes `next_poll_at` out by a capped backoff (or the
     server's Retry-After); it is returned, never raised, so one stream never stops the others.
@@ -354,7 +355,8 @@ def poll_stream(
                 outcome.caught_up = fill.complete
                 outcome.cursor = fill.cursor
                 outcome.counts["backfill_pages"] = fill.pages
-            if outcome.caught_up:
+            # A back-fill after a push connection opened stops at now: the connection brings what is newer.
+            if outcome.caught_up and gap_from is None:
                 outcome.written += ingest_records(provider.latest(dims))
         except Exception as exc:  # a provider error, or anything one bad answer makes a parser raise
             if not isinstance(exc, ProviderError):

@@ -410,6 +410,15 @@ def record_stream_disconnect(*, dims: FeedDims, detail: str) -> None:
     )
 
 
+def record_stream_rejections(*, dims: FeedDims, rejected: Rejections) -> None:
+    """Records a push connection delivered that the boundary rejected: summarised on the stream, as a poll does.
+
+    Not a stream error (no backoff, consecutive_errors untouched); the good records were stored."""
+    FeedIngestionState.objects.filter(**dims.as_filter()).update(
+        last_error=escape_text(rejected.summary()), last_error_at=timezone.now()
+    )
+
+
 def store_from_provider(*, dims: FeedDims, start: datetime, end: datetime, limit: int | None = None) -> int:
     """Ask the stream's provider once for [start, end) and store what it returns (tape fallback)."""
     provider = get_provider(dims.source)

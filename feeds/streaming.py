@@ -32,8 +32,8 @@ from coordinator_site.boundary import escape_text
 from feeds.dims import FeedDims, NormalizedRecord
 from feeds.models import FeedIngestionState
 from feeds.providers import FeedProvider, ProviderRateLimited
-from feeds.providers.base import CONNECTED, collect_rejections
-from feeds.services import ingest_records, poll_stream, record_stream_disconnect
+from feeds.providers.base import CONNECTED, Rejections, collect_rejections
+from feeds.services import ingest_records, poll_stream, record_stream_disconnect, record_stream_rejections
 
 log = logging.getLogger("feeds.stream")
 
@@ -48,7 +48,7 @@ class StreamEvent:
     kind: str
     streams: tuple[FeedDims, ...]
     records: list[NormalizedRecord] = field(default_factory=list)
-    rejected: int = 0
+    rejected: Rejections | None = None  # what the provider's boundary check dropped from this event
     detail: str = ""
 
 
@@ -89,22 +89,25 @@ class StreamConnection(threading.Thread):
             retry_after = 0.0
             detail = "closed by the server"
             try:
-                with collect_rejections() as rejected:  # this thread's own tally (a context variable)
-                    counted = 0
-                    for item in self.provider.stream(
-                        list(self.streams), idle_seconds=settings.FEED_STREAM_IDLE_SECONDS, stop=self.stopping
-                    ):
-                        if item == CONNECTED:
-                            self.connects += 1
-                            log.info("stream %s connected (%s)", self.provider.source, self._label())
-                            self._put(StreamEvent("connected", self.streams))
-                            continue
-                        received = True
-                        new_rejections, counted = rejected.total - counted, rejected.total
-                        if item or new_rejections:
-                            self._put(StreamEvent("records", self.streams, records=item, rejected=new_rejections))
-                        if self.stopping.is_set():
-                            break
+                items = self.provider.stream(
+                    list(self.streams), idle_seconds=settings.FEED_STREAM_IDLE_SECONDS, stop=self.stopping
+                )
+                while True:
+                    with collect_rejections() as rejected:  # what the provider rejected while producing this item
+                        item = next(items, None)
+                    if item is None:
+                        break
+                    if item == CONNECTED:
+                        self.connects += 1
+                        log.info("stream %s connected (%s)", self.provider.source, self._label())
+                        self._put(StreamEvent("connected", self.streams))
+                        continue
+                    received = True
+                    if item or rejected.total:
+                        self._put(StreamEvent("records", self.streams, records=item, rejected=rejected))
+                    if self.stopping.is_set():
+                        items.close()
+                        break
             except ProviderRateLimited as exc:
                 retry_after, detail = exc.retry_after, str(exc)
             except Exception as exc:  # whatever ends a connection, the thread reconnects
@@ -212,6 +215,7 @@ class StreamIngestor:
     def _drain(self, result: StreamStep, *, wait: float) -> None:
         """Take events off the queue until a batch is full, its delay is spent, or the connection changes."""
         batch: list[NormalizedRecord] = []
+        rejected: dict[tuple[FeedDims, ...], Rejections] = {}
         deadline: float | None = None
         try:
             while True:
@@ -224,7 +228,8 @@ class StreamIngestor:
                     break
                 if event.kind == "records":
                     batch.extend(event.records)
-                    result.add("rejected", event.rejected)
+                    if event.rejected is not None and event.rejected.total:
+                        rejected.setdefault(event.streams, Rejections()).merge(event.rejected)
                     if deadline is None:
                         deadline = time.monotonic() + settings.FEED_STREAM_BATCH_MS / 1000
                     if len(batch) >= settings.FEED_STREAM_BATCH_RECORDS:
@@ -241,6 +246,10 @@ class StreamIngestor:
                 break
         finally:
             self._store(batch, result)
+            for streams, rejections in rejected.items():
+                result.add("rejected", rejections.total)
+                for dims in streams:  # one connection serves them all: the event does not say whose it was
+                    record_stream_rejections(dims=dims, rejected=rejections)
 
     def _store(self, batch: list[NormalizedRecord], result: StreamStep) -> None:
         if not batch:

@@ -49,10 +49,11 @@ class Session:
     """One stream connection: publish `send` (seconds) over it, then `then` = close | silent; `offline`
     seconds are published after it ends, before the next connection."""
 
-    send: list[int]
+    send: list[int | dict]  # a second to publish, or a document to send as it is
     then: str = "close"
     offline: list[int] = field(default_factory=list)
     hold: threading.Event | None = None  # after sending, wait for the test to set it before `then`
+    refuse: tuple[int, dict] | None = None  # answer the stream request with this (status, headers) instead
 
 
 class HermesServer:
@@ -142,17 +143,28 @@ class HermesServer:
     # --- the stream ---------------------------------------------------------------------------
     def _stream(self, handler: BaseHTTPRequestHandler, query: dict) -> None:
         with self.lock:
-            self.connections += 1
             session = self.sessions.pop(0) if self.sessions else Session(send=[], then="silent")
+            if session.refuse is None:
+                self.connections += 1
+        if session.refuse is not None:
+            status, headers = session.refuse
+            handler.send_response(status)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
         handler.end_headers()
         try:
-            for second in session.send:
-                with self.lock:
-                    self.published.add(second)
-                handler.wfile.write(f"data:{json.dumps(self.body([second]))}\n\n".encode())
+            for item in session.send:
+                if isinstance(item, int):
+                    with self.lock:
+                        self.published.add(item)
+                document = self.body([item]) if isinstance(item, int) else item
+                handler.wfile.write(f"data:{json.dumps(document)}\n\n".encode())
                 handler.wfile.flush()
                 time.sleep(self.interval)
             while session.hold is not None and not session.hold.wait(0.05) and not self.closing.is_set():

@@ -4,6 +4,7 @@ The server (tests/feeds/stream_servers.py) speaks SSE with the recorded `latest`
 serves `latest` and the UDF history from the same timeline, so a gap can be back-filled."""
 
 import json
+import queue
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from feeds.providers.base import CONNECTED, ProviderUnavailable, from_epoch, sse
 from feeds.providers.pyth import PythProvider
 from feeds.selectors import is_streamed, stream_cadence
 from feeds.services import ingest_records
-from feeds.streaming import StreamEvent, StreamIngestor, reconnect_delay
+from feeds.streaming import StreamConnection, StreamEvent, StreamIngestor, reconnect_delay
 from tests.e2e.processes import start, stop, wait_for
 from tests.feeds.helpers import BTC_FEED_ID
 from tests.feeds.stream_servers import HermesServer, Session, price_of
@@ -289,3 +290,46 @@ def test_a_poll_while_the_connection_is_down_does_not_hide_the_gap_from_the_reco
         ingestor.step(wait=0)
     assert sorted(stored_seconds()) == list(range(b + 2, b + 10))
     assert not ingestor.gaps
+
+
+@pytest.mark.django_db
+def test_a_bad_update_on_the_stream_is_rejected_alone_and_shown_on_the_stream(streaming, ingestor_for):
+    b = base_second()
+    seed(b - 1)
+    with HermesServer([]) as server:
+        bad = server.body([b + 1])
+        bad["parsed"][0]["price"]["price"] = "NaN-ish"
+        server.sessions = [Session(send=[b, bad, b + 2], then="silent")]
+        point_at(streaming, server)
+        ingestor = ingestor_for([TICK])
+        done, errors, counts = run_until(ingestor, lambda: {b, b + 2} <= set(stored_seconds()))
+        assert done, errors
+        done, _, more = run_until(ingestor, lambda: "NOT_A_NUMBER" in FeedIngestionState.objects.get().last_error)
+        assert done
+    assert b + 1 not in stored_seconds()
+    assert counts.get("rejected", 0) + more.get("rejected", 0) == 1
+    state = FeedIngestionState.objects.get(**TICK.as_filter())
+    assert state.consecutive_errors == 0  # a rejected record is not a stream error
+
+
+@pytest.mark.django_db
+def test_a_refused_stream_waits_as_long_as_the_servers_retry_after(streaming):
+    queue_ = queue.Queue()
+    b = base_second()
+    with HermesServer(
+        [Session(send=[], refuse=(429, {"Retry-After": "2"})), Session(send=[b], then="silent")]
+    ) as server:
+        point_at(streaming, server)
+        connection = StreamConnection(provider=PythProvider(), streams=[TICK], events=queue_)
+        started = time.monotonic()
+        connection.start()
+        try:
+            first = queue_.get(timeout=20)
+            second = queue_.get(timeout=20)
+            waited = time.monotonic() - started
+        finally:
+            connection.stop()
+    assert first.kind == "disconnected"
+    assert "429" in first.detail
+    assert second.kind == "connected"
+    assert waited >= 2  # not the 0.2 s reconnect cap: the server said 2 s

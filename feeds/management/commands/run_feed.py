@@ -2,6 +2,9 @@
 
 import time
 
+from django.conf import settings
+from django.core.management.base import CommandError
+
 from coordinator_site.worker import UnitResult, WorkerCommand
 from feeds.providers import get_provider
 from feeds.selectors import is_streamed
@@ -9,6 +12,7 @@ from feeds.services import configured_dims, poll_stream, prune_records
 from feeds.streaming import StreamIngestor
 
 RETENTION_EVERY_SECONDS = 600
+FEED_MODES = ("stream", "poll")
 # Stream mode: one unit stores streamed batches for up to this long (one log line, one heartbeat
 # check), each batch in its own transaction; an idle unit has waited up to STREAM_WAIT_SECONDS.
 STREAM_UNIT_SECONDS = 1.0
@@ -26,6 +30,8 @@ class Command(WorkerCommand):
     default_batch = 100  # history pages per stream per unit while catching up
 
     def setup(self, options: dict) -> None:
+        if settings.FEED_MODE not in FEED_MODES:
+            raise CommandError(f"FEED_MODE={settings.FEED_MODE!r} is not one of: {', '.join(FEED_MODES)}")
         self.streams = configured_dims()
         self.providers = {}
         self.last_pruned = 0.0

@@ -3,6 +3,7 @@
 The client is pointed at the server through BINANCE_STREAM_URL (python-binance's STREAM_URL) and the
 REST side through BINANCE_API_URL; both serve one timeline (tests/feeds/stream_servers.py)."""
 
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -16,7 +17,7 @@ from feeds.providers.base import CONNECTED, from_epoch
 from feeds.providers.binance import BinanceProvider, TradeSampler, stream_name
 from feeds.services import ingest_records
 from feeds.streaming import StreamIngestor
-from tests.e2e.processes import free_port, wait_for
+from tests.e2e.processes import free_port, start, stop, wait_for
 from tests.feeds.stream_servers import BinanceServer, WsSession, price_of
 
 CANDLE = FeedDims("binance", "BTC", "candle", "1s")
@@ -213,3 +214,33 @@ def test_a_stream_that_cannot_connect_is_a_provider_error(streaming, settings):
     items = BinanceProvider().stream([CANDLE], idle_seconds=1, stop=threading.Event())
     with pytest.raises(ProviderUnavailable, match="cannot connect"):
         next(items)
+
+
+def test_run_feed_streams_binance_candles_and_stops_cleanly_on_sigterm(manage_py, worker_env):
+    """The asyncio client runs in a thread of the worker; SIGTERM still ends the process promptly."""
+    b = int(time.time()) - 60
+    with BinanceServer([]) as server:
+        server.sessions = [WsSession(send=closed_and_forming(server, range(b, b + 10)), then="silent")]
+        env = {
+            **worker_env,
+            "FEED_SOURCE": "binance",
+            "FEED_SUBJECTS": "BTC",
+            "FEED_KIND": "candle",
+            "FEED_GRANULARITY": "1s",
+            "FEED_MODE": "stream",
+            "FEED_BACKFILL_MINUTES": "1",
+            "FEED_STREAM_IDLE_SECONDS": "5",
+            "BINANCE_STREAM_URL": server.stream_url,
+            "BINANCE_API_URL": server.api_url,
+        }
+        process, output = start([*manage_py, "run_feed"], env)
+        try:
+            assert wait_for(lambda: set(bars()) >= set(range(b, b + 10)), timeout=90), output.text
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0, output.text
+        finally:
+            stop(process)
+    assert output.contains("binance/BTC/candle/1s (stream)"), output.text
+    stored = bars()
+    assert all(stored[s].values["close"] == pytest.approx(price_of(s)) for s in range(b, b + 10))
+    assert FeedRecord.objects.filter(**CANDLE.as_filter()).count() == len(stored)

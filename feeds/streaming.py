@@ -33,7 +33,13 @@ from feeds.dims import FeedDims, NormalizedRecord
 from feeds.models import FeedIngestionState
 from feeds.providers import FeedProvider, ProviderRateLimited
 from feeds.providers.base import CONNECTED, Rejections, collect_rejections
-from feeds.services import ingest_records, poll_stream, record_stream_disconnect, record_stream_rejections
+from feeds.services import (
+    ingest_records,
+    next_cursor,
+    poll_stream,
+    record_stream_disconnect,
+    record_stream_rejections,
+)
 
 log = logging.getLogger("feeds.stream")
 
@@ -276,7 +282,9 @@ class StreamIngestor:
         for dims in streams:
             self.live.add(dims)
             known = [t for t in (watermarks[dims], self.down_since.pop(dims, None)) if t is not None]
-            start = min(known) if known else now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
+            # From just after the newest stored record: a stored (streamed) record is never re-fetched
+            # and overwritten by its history version.
+            start = next_cursor(dims, min(known)) if known else now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
             # Keep an older pending start: a back-fill that had not finished must not be skipped.
             previous = self.gaps.get(dims)
             self.gaps[dims] = (min(start, previous[0]) if previous else start, now)

@@ -33,6 +33,7 @@ from feeds.dims import FeedDims, NormalizedRecord
 from feeds.models import FeedIngestionState
 from feeds.providers import FeedProvider, ProviderRateLimited
 from feeds.providers.base import CONNECTED, Rejections, collect_rejections
+from feeds.selectors import is_streamed
 from feeds.services import (
     ingest_records,
     next_cursor,
@@ -45,6 +46,19 @@ log = logging.getLogger("feeds.stream")
 
 RECONNECT_BASE_SECONDS = 0.5
 EVENT_QUEUE_SIZE = 10_000  # batches waiting for the database; when full the reader waits (then the server drops it)
+
+
+FEED_MODES = ("stream", "poll")
+
+
+def split_streams(streams: list[FeedDims], *, once: bool = False) -> tuple[list[FeedDims], list[FeedDims]]:
+    """(streamed, polled): which streams a worker feeds through push connections and which it polls.
+
+    A one-shot pass (`once`) polls everything. Raises ValueError naming FEED_MODE for an unknown mode."""
+    if settings.FEED_MODE not in FEED_MODES:
+        raise ValueError(f"FEED_MODE={settings.FEED_MODE!r} is not one of: {', '.join(FEED_MODES)}")
+    streamed = [] if once else [dims for dims in streams if is_streamed(dims)]
+    return streamed, [dims for dims in streams if dims not in streamed]
 
 
 @dataclass

@@ -2,57 +2,40 @@
 
 import time
 
-from django.conf import settings
-from django.core.management.base import CommandError
-
 from coordinator_site.worker import UnitResult, WorkerCommand
 from feeds.providers import get_provider
-from feeds.selectors import is_streamed
 from feeds.services import configured_dims, poll_stream, prune_records
-from feeds.streaming import StreamIngestor
+from feeds.streaming import StreamIngestor, split_streams
 
 RETENTION_EVERY_SECONDS = 600
-FEED_MODES = ("stream", "poll")
-# Stream mode: one unit stores streamed batches for up to this long (one log line, one heartbeat
-# check), each batch in its own transaction; an idle unit has waited up to STREAM_WAIT_SECONDS.
+# Stream mode (docs/feeds.md): a unit stores streamed batches for up to STREAM_UNIT_SECONDS, each batch
+# in its own transaction; an idle unit has waited up to STREAM_WAIT_SECONDS for the next event, so the
+# loop's own idle sleep stays short.
 STREAM_UNIT_SECONDS = 1.0
 STREAM_WAIT_SECONDS = 0.5
-STREAM_IDLE_SLEEP = 0.05  # the unit itself waits for records, so the loop's idle sleep stays short
+STREAM_IDLE_SLEEP = 0.05
 
 
 class Command(WorkerCommand):
     help = (
-        "Keep the tape current: push connections where the provider has one (FEED_MODE=stream), "
-        "else back-fill from the watermark after a stall and poll every FEED_POLL_SECONDS."
+        "Keep the tape current: push connections where the provider has one (FEED_MODE=stream), else "
+        "back-fill from the watermark after a stall and poll every FEED_POLL_SECONDS."
     )
     worker_name = "run_feed"
-    default_sleep = 1.0  # each polled stream's own next_poll_at decides when it is asked again
+    default_sleep = 1.0  # each stream's own next_poll_at decides when it is asked again
     default_batch = 100  # history pages per stream per unit while catching up
 
     def setup(self, options: dict) -> None:
-        if settings.FEED_MODE not in FEED_MODES:
-            raise CommandError(f"FEED_MODE={settings.FEED_MODE!r} is not one of: {', '.join(FEED_MODES)}")
         self.streams = configured_dims()
         self.providers = {}
         self.last_pruned = 0.0
         # --once is one pass (tests, cron): a push connection needs a long-running worker, so it polls.
-        streamed = [] if options["once"] else [d for d in self.streams if is_streamed(d)]
-        self.polled = [d for d in self.streams if d not in streamed]
-        self.ingestor = None
-        if streamed:
-            self.ingestor = StreamIngestor(streams=streamed, provider_for=self.provider)
+        streamed, self.polled = split_streams(self.streams, once=options["once"])
+        self.ingestor = StreamIngestor(streams=streamed, provider_for=self.provider) if streamed else None
+        if self.ingestor is not None:
             self.ingestor.start()
-        self.log.info(
-            "feeding %s",
-            ", ".join(f"{d} ({'stream' if d in streamed else 'poll'})" for d in self.streams),
-        )
-
-    def teardown(self) -> None:
-        if getattr(self, "ingestor", None) is not None:
-            self.ingestor.stop()
-
-    def loop(self, *, once: bool, sleep: float, batch: int) -> None:
-        super().loop(once=once, sleep=min(sleep, STREAM_IDLE_SLEEP) if self.ingestor else sleep, batch=batch)
+        modes = ", ".join(f"{d} ({'stream' if d in streamed else 'poll'})" for d in self.streams)
+        self.log.info("feeding %s", modes)
 
     def provider(self, source: str):
         if source not in self.providers:
@@ -73,7 +56,7 @@ class Command(WorkerCommand):
                 # The stream's backoff lives in its FeedIngestionState; the heartbeat shows the latest error.
                 self.heartbeat.beat(error=f"{dims}: {outcome.error}")
             found = found or (not outcome.skipped and not outcome.caught_up and not outcome.error)
-        if self.ingestor is not None:
+        if self.ingestor is not None and not self.stop:
             found = self.run_stream_steps(counts, batch=batch, wait=0.0 if found else STREAM_WAIT_SECONDS) or found
         if time.monotonic() - self.last_pruned >= RETENTION_EVERY_SECONDS or self.last_pruned == 0.0:
             counts["pruned"] = prune_records(batch_size=10_000, max_batches=10)
@@ -99,3 +82,11 @@ class Command(WorkerCommand):
                 break
             wait = min(STREAM_WAIT_SECONDS, remaining)
         return found
+
+    def loop(self, *, once: bool, sleep: float, batch: int) -> None:
+        # In stream mode the unit itself waits for the next event: keep the loop's idle sleep short.
+        super().loop(once=once, sleep=min(sleep, STREAM_IDLE_SLEEP) if self.ingestor else sleep, batch=batch)
+
+    def teardown(self) -> None:
+        if getattr(self, "ingestor", None) is not None:
+            self.ingestor.stop()

@@ -177,7 +177,7 @@ class PythProvider:
                 if stop.is_set():
                     return b""
                 try:
-                    return response.raw.read1(65536)
+                    return response.raw.read1(65536, decode_content=True)  # gzip from a proxy or CDN, too
                 except urllib3.exceptions.ReadTimeoutError as exc:
                     raise ProviderUnavailable(f"pyth hermes stream: idle for {idle_seconds:g}s") from exc
                 except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -16,10 +16,10 @@ from feeds.dims import FeedDims, NormalizedRecord
 from feeds.models import FeedIngestionState, FeedRecord
 from feeds.providers import ProviderConfigError
 from feeds.providers.base import CONNECTED, ProviderUnavailable, from_epoch, sse_events
-from feeds.providers.pyth import PythProvider
+from feeds.providers.pyth import PythProvider, feed_id
 from feeds.selectors import is_streamed, stream_cadence
 from feeds.services import ingest_records
-from feeds.streaming import StreamConnection, StreamEvent, StreamIngestor, reconnect_delay
+from feeds.streaming import StreamConnection, StreamEvent, StreamIngestor, reconnect_delay, split_streams
 from tests.e2e.processes import start, stop, wait_for
 from tests.feeds.helpers import BTC_FEED_ID
 from tests.feeds.stream_servers import HermesServer, Session, price_of
@@ -335,3 +335,30 @@ def test_a_refused_stream_waits_as_long_as_the_servers_retry_after(streaming):
     assert "429" in first.detail
     assert second.kind == "connected"
     assert waited >= 2  # not the 0.2 s reconnect cap: the server said 2 s
+
+
+def test_one_connection_serves_several_subjects_and_routes_each_update_to_its_stream(streaming):
+    eth = FeedDims("pyth", "ETH", "tick", "1s")
+    provider = PythProvider()
+    wanted = {feed_id("BTC"): TICK, feed_id("ETH"): eth}
+    body = HermesServer([]).body([1_800_000_000, 1_800_000_001])
+    body["parsed"][1]["id"] = feed_id("ETH")
+    body["parsed"].append({**body["parsed"][0], "id": "ab" * 32})  # not asked for: rejected
+    records = provider._streamed_event(wanted, json.dumps(body))
+    assert [(r.subject, int(r.ts_event.timestamp())) for r in records] == [
+        ("BTC", 1_800_000_000),
+        ("ETH", 1_800_000_001),
+    ]
+
+
+def test_split_streams_polls_what_cannot_stream_and_everything_on_a_one_shot_pass(settings):
+    candle = FeedDims("pyth", "BTC", "candle", "1m")
+    synthetic = FeedDims("synthetic", "BTC", "tick", "1s")
+    settings.FEED_MODE = "stream"
+    assert split_streams([TICK, candle, synthetic]) == ([TICK], [candle, synthetic])
+    assert split_streams([TICK, candle], once=True) == ([], [TICK, candle])
+    settings.FEED_MODE = "poll"
+    assert split_streams([TICK]) == ([], [TICK])
+    settings.FEED_MODE = "push"
+    with pytest.raises(ValueError, match="FEED_MODE='push'"):
+        split_streams([TICK])

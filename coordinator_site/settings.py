@@ -215,6 +215,13 @@ PYTH_FEED_IDS = env.dict("PYTH_FEED_IDS", default={})  # SUBJECT=hexid,... overr
 BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")
 BINANCE_API_SECRET = env.str("BINANCE_API_SECRET", default="")
 BINANCE_API_URL = env.str("BINANCE_API_URL", default="")  # empty -> python-binance default
+# Stream mode (docs/feeds.md "Stream mode"): push connections where the provider has one, else polling.
+FEED_MODE = env.str("FEED_MODE", default="stream")  # stream | poll
+FEED_STREAM_IDLE_SECONDS = env.float("FEED_STREAM_IDLE_SECONDS", default=15.0)  # silent this long -> reconnect
+FEED_STREAM_RECONNECT_MAX_SECONDS = env.float("FEED_STREAM_RECONNECT_MAX_SECONDS", default=30.0)  # backoff cap
+FEED_STREAM_BATCH_MS = env.int("FEED_STREAM_BATCH_MS", default=50)  # a record waits at most this long
+FEED_STREAM_BATCH_RECORDS = env.int("FEED_STREAM_BATCH_RECORDS", default=500)  # ... or until this many
+BINANCE_STREAM_URL = env.str("BINANCE_STREAM_URL", default="")  # empty -> python-binance default (wss)
 
 # --- Predict (DESIGN.md §7) -------------------------------------------------------------
 PREDICTION_CONFIGS_PATH = env.str(

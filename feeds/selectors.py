@@ -24,6 +24,31 @@ class TapePrice:
     record_id: int
 
 
+def is_streamed(dims: FeedDims) -> bool:
+    """True when the stream is fed by a push connection: FEED_MODE=stream and its provider streams its kind.
+
+    Everything else (synthetic, csv, pyth candles, FEED_MODE=poll) is polled every FEED_POLL_SECONDS."""
+    from django.conf import settings
+
+    from feeds.providers import streaming_kinds
+
+    return settings.FEED_MODE == "stream" and dims.kind in streaming_kinds(dims.source)
+
+
+def stream_cadence(dims: FeedDims) -> timedelta:
+    """How often a new record of this stream normally reaches the tape (what freshness rules assume).
+
+    Streamed: one record per granularity (pyth publishes at most one price per second, binance
+    trades are sampled to the last one of each granularity bucket, bars close once per bar).
+    Polled: one per poll, and never more often than the granularity."""
+    from django.conf import settings
+
+    seconds = float(granularity_seconds(dims.granularity))
+    if is_streamed(dims):
+        return timedelta(seconds=seconds)
+    return timedelta(seconds=max(seconds, settings.FEED_POLL_SECONDS))
+
+
 def records(dims: FeedDims) -> QuerySet[FeedRecord]:
     """All records of one stream (unordered)."""
     return FeedRecord.objects.filter(**dims.as_filter())

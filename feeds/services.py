@@ -299,6 +299,8 @@ class PollOutcome:
     error: str = ""
     rejected: int = 0  # records the feed's boundary rejected during the pass (the good ones were stored)
     counts: dict[str, int] = field(default_factory=dict)
+    cursor: datetime | None = None  # where the back-fill of this pass stopped (None: no back-fill)
+    retry_at: datetime | None = None  # after an error: not before this time (the stream's backoff)
 
 
 def stall_threshold(dims: FeedDims) -> timedelta:
@@ -317,10 +319,14 @@ def error_backoff(*, failures: int, exc: Exception) -> float:
     return doubling
 
 
-def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100) -> PollOutcome:
+def poll_stream(
+    *, dims: FeedDims, provider: FeedProvider, max_pages: int = 100, gap_from: datetime | None = None
+) -> PollOutcome:
     """One pass over one stream: back-fill from the watermark after a stall (or on first start), then poll.
 
-    Skipped while `next_poll_at` is in the future. A provider error -- or anything else the pass
+    Skipped while `next_poll_at` is in the future. With `gap_from` (stream mode, after a push
+    connection opened) the pass runs whatever the schedule says, back-fills from `gap_from` to now
+    and does not poll `latest` (the connection delivers the newest records). A provider error -- or anything else the pass
     raises, e.g. a body no parser expected -- is recorded on the stream's FeedIngestionState
     (last_error, consecutive_errors) and pushes `next_poll_at` out by a capped backoff (or the
     server's Retry-After); it is returned, never raised, so one stream never stops the others.
@@ -329,7 +335,7 @@ def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100)
     """
     now = timezone.now()
     state, _ = FeedIngestionState.objects.get_or_create(**dims.as_filter())
-    if state.next_poll_at and state.next_poll_at > now:
+    if gap_from is None and state.next_poll_at and state.next_poll_at > now:
         return PollOutcome(dims=dims, skipped=True)
     outcome = PollOutcome(dims=dims)
     note = ""
@@ -337,18 +343,20 @@ def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100)
     with collect_rejections() as rejected:
         try:
             watermark = state.last_event_ts
-            if watermark is None or now - watermark > stall_threshold(dims):
-                start = watermark or now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
+            if gap_from is not None or watermark is None or now - watermark > stall_threshold(dims):
+                start = gap_from or watermark or now - timedelta(minutes=settings.FEED_BACKFILL_MINUTES)
                 try:
                     fill = fill_range(dims=dims, provider=provider, start=start, end=now, max_pages=max_pages)
                 except ProviderConfigError as exc:
                     # No history configured (e.g. PYTH_HISTORY_URL): keep polling, but say the gap stays open.
                     note = f"gap since {start.isoformat()} not back-filled: {exc}"
-                    fill = RangeFill(complete=True)
+                    fill = RangeFill(cursor=now, complete=True)
                 outcome.written += fill.written
                 outcome.caught_up = fill.complete
+                outcome.cursor = fill.cursor
                 outcome.counts["backfill_pages"] = fill.pages
-            if outcome.caught_up:
+            # A back-fill after a push connection opened stops at now: the connection brings what is newer.
+            if outcome.caught_up and gap_from is None:
                 outcome.written += ingest_records(provider.latest(dims))
         except Exception as exc:  # a provider error, or anything one bad answer makes a parser raise
             if not isinstance(exc, ProviderError):
@@ -363,12 +371,13 @@ def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100)
         delay = error_backoff(failures=failures, exc=failure)
         log.warning("feed %s failed (%d in a row), next attempt in %.0fs: %s", dims, failures, delay, outcome.error)
         error = "; ".join([outcome.error, *([rejected.summary()] if rejected.total else [])])
+        outcome.retry_at = now + timedelta(seconds=delay)
         FeedIngestionState.objects.filter(pk=state.pk).update(
             last_polled_at=now,
             last_error=escape_text(error),
             last_error_at=now,
             consecutive_errors=F("consecutive_errors") + 1,
-            next_poll_at=now + timedelta(seconds=delay),
+            next_poll_at=outcome.retry_at,
         )
         return outcome
     if note and note != state.last_error:
@@ -387,6 +396,27 @@ def poll_stream(*, dims: FeedDims, provider: FeedProvider, max_pages: int = 100)
     )
     outcome.counts["records"] = outcome.written
     return outcome
+
+
+def record_stream_disconnect(*, dims: FeedDims, detail: str) -> None:
+    """A push connection dropped (stream mode): say so on the stream; polling covers it until it is back.
+
+    Not counted in consecutive_errors: the connection is retried with its own backoff, and the
+    back-fill after the reconnect (poll_stream with gap_from) records its own failures."""
+    now = timezone.now()
+    state, _ = FeedIngestionState.objects.get_or_create(**dims.as_filter())
+    FeedIngestionState.objects.filter(pk=state.pk).update(
+        last_error=escape_text(f"stream disconnected: {detail}"), last_error_at=now
+    )
+
+
+def record_stream_rejections(*, dims: FeedDims, rejected: Rejections) -> None:
+    """Records a push connection delivered that the boundary rejected: summarised on the stream, as a poll does.
+
+    Not a stream error (no backoff, consecutive_errors untouched); the good records were stored."""
+    FeedIngestionState.objects.filter(**dims.as_filter()).update(
+        last_error=escape_text(rejected.summary()), last_error_at=timezone.now()
+    )
 
 
 def store_from_provider(*, dims: FeedDims, start: datetime, end: datetime, limit: int | None = None) -> int:

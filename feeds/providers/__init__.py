@@ -12,6 +12,7 @@ from feeds.providers.base import (
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
+    StreamingProvider,
 )
 
 PROVIDERS = {
@@ -28,8 +29,20 @@ __all__ = [
     "ProviderError",
     "ProviderRateLimited",
     "ProviderUnavailable",
+    "StreamingProvider",
     "get_provider",
+    "streaming_kinds",
 ]
+
+
+# The kinds each source can stream over a push connection (stream mode); the others are polled.
+# Kept here, not on the classes, so that asking does not import a provider's client library.
+STREAM_KINDS = {"pyth": frozenset({"tick"}), "binance": frozenset({"tick", "candle"})}
+
+
+def streaming_kinds(source: str) -> frozenset[str]:
+    """The kinds `source` streams in FEED_MODE=stream (empty: polled only)."""
+    return STREAM_KINDS.get(source, frozenset())
 
 
 def get_provider(source: str) -> FeedProvider:

@@ -49,6 +49,25 @@ class FeedProvider(Protocol):
         ...
 
 
+# What a provider's `stream()` yields once its connection is open (before any records of it).
+CONNECTED = "connected"
+
+
+@runtime_checkable
+class StreamingProvider(Protocol):
+    """A provider with a push connection (stream mode, docs/feeds.md "Stream mode")."""
+
+    source: str  # feeds.providers.STREAM_KINDS says which kinds it streams
+
+    def stream(self, streams: list[FeedDims], *, idle_seconds: float, stop: Any) -> Iterator[Any]:
+        """One connection for `streams`: yields CONNECTED once it is open, then lists of checked records.
+
+        Returns when the server closes the connection or `stop` (a threading.Event) is set; raises a
+        ProviderError when it cannot connect, the server refuses, or nothing arrives for `idle_seconds`.
+        """
+        ...
+
+
 class ProviderError(Exception):
     """The provider could not answer; the worker records it and backs off."""
 
@@ -353,6 +372,15 @@ def get_json(url: str, *, params: Any = None, headers: dict | None = None, what:
         raise ProviderUnavailable(f"{what}: timed out after {settings.FEED_HTTP_TIMEOUT_SECONDS}s ({exc})") from exc
     except requests.RequestException as exc:
         raise ProviderUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    check_status(response, what=what)
+    try:
+        return json.loads(response.text)
+    except ValueError as exc:
+        raise ProviderUnavailable(f"{what}: malformed JSON ({exc}): {response.text[:200]!r}") from exc
+
+
+def check_status(response: requests.Response, *, what: str) -> None:
+    """Map an HTTP error status onto the provider errors the worker understands (2xx/3xx pass)."""
     if response.status_code == 429:
         wait = retry_after_seconds(response.headers)
         raise ProviderRateLimited(f"{what}: HTTP 429, retry after {wait:g}s", retry_after=wait)
@@ -362,7 +390,34 @@ def get_json(url: str, *, params: Any = None, headers: dict | None = None, what:
         raise ProviderConfigError(f"{what}: HTTP {response.status_code} (key rejected): {response.text[:200]}")
     if response.status_code >= 400:
         raise ProviderError(f"{what}: HTTP {response.status_code}: {response.text[:200]}")
-    try:
-        return json.loads(response.text)
-    except ValueError as exc:
-        raise ProviderUnavailable(f"{what}: malformed JSON ({exc}): {response.text[:200]!r}") from exc
+
+
+MAX_SSE_LINE = 1 << 20  # one server-sent event line; a longer one is no price update
+
+
+def sse_events(read_chunk: Callable[[], bytes]) -> Iterator[str]:
+    """The `data` of each server-sent event read from `read_chunk()` (b"" = end of stream).
+
+    Per the SSE format: lines end in LF or CRLF, `data:` lines of one event are joined by LF, a blank
+    line ends the event, comment lines (`:`) and other fields (`event`, `id`, `retry`) are ignored.
+    """
+    buffer = b""
+    data: list[str] = []
+    while True:
+        chunk = read_chunk()
+        if not chunk:
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_SSE_LINE:
+            raise ProviderUnavailable(f"server-sent event line longer than {MAX_SSE_LINE} bytes")
+        for line in lines:
+            line = line.removesuffix(b"\r")
+            if not line:
+                if data:
+                    yield "\n".join(data)
+                    data = []
+                continue
+            name, _, value = line.partition(b":")
+            if name == b"data":
+                data.append(value.removeprefix(b" ").decode("utf-8", "replace"))

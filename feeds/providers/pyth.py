@@ -5,9 +5,14 @@ old benchmarks TradingView shim is retired, so history comes from `PYTH_HISTORY_
 for Pyth symbols, `symbol=Crypto.BTC/USD`), authenticated with `PYTH_HISTORY_TOKEN` when set.
 """
 
+import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
+import requests
+import urllib3
 from django.conf import settings
 from django.utils import timezone
 
@@ -15,15 +20,21 @@ from coordinator_site.boundary import OUT_OF_RANGE, clean_text, escape_text
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
 from feeds.providers.base import (
     BAD_TIMESTAMP,
+    CONNECTED,
+    MALFORMED,
     MAX_NUMBER_TEXT,
     NOT_A_NUMBER,
     ProviderConfigError,
     ProviderUnavailable,
     RecordRejected,
+    Rejections,
+    check_status,
     epoch_seconds,
     from_epoch,
     get_json,
     parse_page,
+    report_rejections,
+    sse_events,
 )
 
 # Pyth price feed ids (mainnet/stable), checked against Pyth's published feed-id list and
@@ -69,6 +80,14 @@ def scaled(price, expo) -> float:
         raise RecordRejected(f"price {price!r} x 10^{expo} is out of range", OUT_OF_RANGE) from None
 
 
+def require_api_key() -> None:
+    if not settings.PYTH_API_KEY:
+        raise ProviderConfigError(
+            "PYTH_API_KEY is not set: Hermes requires an API key since Pyth's 2026 upgrade "
+            "(set PYTH_API_KEY, or use FEED_SOURCE=synthetic offline)"
+        )
+
+
 class PythProvider:
     source = "pyth"
 
@@ -82,11 +101,7 @@ class PythProvider:
                 epoch_seconds(now) // int(bar.total_seconds()) * int(bar.total_seconds()), tz=now.tzinfo
             )
             return self.fetch(dims, aligned - 3 * bar, now, 3)[-1:]
-        if not settings.PYTH_API_KEY:
-            raise ProviderConfigError(
-                "PYTH_API_KEY is not set: Hermes requires an API key since Pyth's 2026 upgrade "
-                "(set PYTH_API_KEY, or use FEED_SOURCE=synthetic offline)"
-            )
+        require_api_key()
         wanted = feed_id(dims.subject)
         body = get_json(
             f"{settings.PYTH_HERMES_URL.rstrip('/')}/v2/updates/price/latest",
@@ -105,6 +120,17 @@ class PythProvider:
             raise RecordRejected(f"price update is not an object: {item!r}")
         if str(item.get("id", wanted)).lower().removeprefix("0x") != wanted:
             raise RecordRejected(f"feed id {item.get('id')!r} was not requested")
+        return self._hermes_record(dims, item)
+
+    def _parse_streamed(self, wanted: dict[str, FeedDims], item: Any) -> NormalizedRecord:
+        if not isinstance(item, dict):
+            raise RecordRejected(f"price update is not an object: {item!r}")
+        dims = wanted.get(str(item.get("id")).lower().removeprefix("0x"))
+        if dims is None:
+            raise RecordRejected(f"feed id {item.get('id')!r} was not requested")
+        return self._hermes_record(dims, item)
+
+    def _hermes_record(self, dims: FeedDims, item: dict) -> NormalizedRecord:
         price = item["price"]
         publish_time = price.get("publish_time")
         if isinstance(publish_time, bool) or not isinstance(publish_time, int):
@@ -121,6 +147,56 @@ class PythProvider:
             },
             meta={"feed_id": item.get("id"), "slot": (item.get("metadata") or {}).get("slot")},
         )
+
+    # --- stream: Hermes server-sent events -------------------------------------------------------
+    def stream(self, streams: list[FeedDims], *, idle_seconds: float, stop: Any) -> Iterator[Any]:
+        """`GET /v2/updates/price/stream?ids[]=…&parsed=true`: one connection for every tick stream.
+
+        Each event's `data` is a JSON document shaped like the `latest` response (`parsed` list);
+        its updates are checked one by one (a bad one is rejected, the rest kept). The socket read
+        timeout is the idle timeout: a connection that stays open but sends nothing is given up.
+        """
+        require_api_key()
+        wanted = {feed_id(d.subject): d for d in streams if d.kind == "tick"}
+        params = [("ids[]", fid) for fid in wanted] + [("parsed", "true")]
+        try:
+            response = requests.get(
+                f"{settings.PYTH_HERMES_URL.rstrip('/')}/v2/updates/price/stream",
+                params=params,
+                headers={"Authorization": f"Bearer {settings.PYTH_API_KEY}", "Accept": "text/event-stream"},
+                stream=True,
+                timeout=(settings.FEED_HTTP_TIMEOUT_SECONDS, idle_seconds),
+            )
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(f"pyth hermes stream: {type(exc).__name__}: {exc}") from exc
+        with response:
+            check_status(response, what="pyth hermes stream")
+            yield CONNECTED
+
+            def read_chunk() -> bytes:
+                if stop.is_set():
+                    return b""
+                try:
+                    return response.raw.read1(65536, decode_content=True)  # gzip from a proxy or CDN, too
+                except urllib3.exceptions.ReadTimeoutError as exc:
+                    raise ProviderUnavailable(f"pyth hermes stream: idle for {idle_seconds:g}s") from exc
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise ProviderUnavailable(f"pyth hermes stream: {type(exc).__name__}: {exc}") from exc
+
+            for data in sse_events(read_chunk):
+                yield self._streamed_event(wanted, data)
+
+    def _streamed_event(self, wanted: dict[str, FeedDims], data: str) -> list[NormalizedRecord]:
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("parsed", []), list):
+            bad = Rejections()
+            bad.add(MALFORMED, f"event is not a price update document: {escape_text(data, max_chars=200)}")
+            report_rejections(bad, source=self.source, seen=1)
+            return []
+        return parse_page(body.get("parsed") or [], lambda item: self._parse_streamed(wanted, item), source=self.source)
 
     # --- history: TradingView UDF ------------------------------------------------------------
     def fetch(self, dims: FeedDims, start: datetime, end: datetime, limit: int) -> list[NormalizedRecord]:

@@ -41,8 +41,9 @@ from coordinator_site.health import (
     worker_cadence_seconds,
 )
 from coordinator_site.models import WorkerHeartbeat
-from feeds.dims import granularity_seconds
+from feeds.dims import FeedDims, granularity_seconds
 from feeds.models import FeedIngestionState
+from feeds.selectors import stream_cadence
 from predictions.choices import FailureReason, InputStatus, PredictionStatus
 from predictions.models import Input, Prediction, PredictionConfig
 
@@ -137,13 +138,15 @@ def live_process_counts(*, now: datetime) -> dict[str, int]:
 
 
 def feed_step(state: FeedIngestionState) -> timedelta:
-    """How often a stream's newest record should move: its bar and the poll (+ a bar for candles)."""
+    """How often a stream's newest record should move: its bar and its own cadence (streamed or
+    polled, `feeds.selectors.stream_cadence`), plus a bar for candles."""
     try:
         bar = granularity_seconds(state.granularity)
+        cadence = stream_cadence(FeedDims(state.source, state.subject, state.kind, state.granularity))
     except ValueError:
-        bar = 60
+        bar, cadence = 60, timedelta(seconds=settings.FEED_POLL_SECONDS)
     # A candle is stored once closed and stamped with its open time: one bar of lag is normal.
-    return timedelta(seconds=bar + settings.FEED_POLL_SECONDS + (bar if state.kind == "candle" else 0))
+    return timedelta(seconds=bar + (bar if state.kind == "candle" else 0)) + cadence
 
 
 def feed_check(state: FeedIngestionState, *, now: datetime) -> Check:

@@ -9,7 +9,8 @@ The exit is accepted only when the tape *proves* it is final:
    is at or after `resolvable_at`, so the feed has moved past the horizon; and
 2. fresh: the exit price is younger than the stream's step at `resolvable_at`
    (`resolvable_at - exit.at < step`), where step is the bar length for candles and
-   max(granularity, 2 x FEED_POLL_SECONDS) for ticks (ticks arrive once per poll).
+   max(granularity, 2 x the stream's cadence) for ticks (`feeds.selectors.stream_cadence`: one
+   record per granularity when streamed, one per poll when polled).
 
 A missing bar or tick at the horizon (a gap) therefore means "not yet": the Input is retried,
 a late-arriving (back-filled) price is scored then, and after GROUND_TRUTH_GRACE_SECONDS the
@@ -21,10 +22,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
-
 from feeds.dims import FeedDims, granularity_seconds, record_price
-from feeds.selectors import TapePrice, price_at, records
+from feeds.selectors import TapePrice, price_at, records, stream_cadence
 
 SCOPE_DIMS = ("source", "subject", "kind", "granularity")
 
@@ -42,7 +41,7 @@ def stream_step(dims: FeedDims) -> timedelta:
     """How old the exit price may be: one bar for candles, one poll gap for ticks."""
     seconds = float(granularity_seconds(dims.granularity))
     if dims.kind != "candle":
-        seconds = max(seconds, 2 * settings.FEED_POLL_SECONDS)
+        seconds = max(seconds, 2 * stream_cadence(dims).total_seconds())
     return timedelta(seconds=seconds)
 
 

@@ -40,7 +40,8 @@ def test_a_gap_at_the_horizon_is_not_resolved_even_with_later_bars():
     assert resolve_ground_truth(make_scoring_input(scheduled_for=T0)) is None
 
 
-def test_tick_stream_needs_a_tick_at_or_after_the_horizon():
+def test_tick_stream_needs_a_tick_at_or_after_the_horizon(settings):
+    settings.FEED_MODE = "poll"  # polled ticks: a price may be up to two polls old (streamed: two seconds)
     dims = {"source": "pyth", "kind": "tick", "granularity": "1s"}
     make_feed_record(**dims, ts_event=T0, values={"price": 50.0})
     make_feed_record(**dims, ts_event=T0 + timedelta(seconds=298), values={"price": 51.0})

@@ -249,6 +249,14 @@ def test_a_real_prometheus_scrapes_every_process_of_a_running_node(worker_env, m
                 return None
             return result if len(result) >= minimum else None
 
+        def prometheus_ready():
+            try:
+                return get(f"http://127.0.0.1:{prom_port}/-/ready")[0] == 200
+            except OSError:
+                return False
+
+        # Prometheus answers 503 until its storage is open (slow on a loaded machine).
+        assert wait_for(prometheus_ready, timeout=120), "prometheus did not become ready"
         assert wait_for(lambda: scraped('up{job="coordinator"} == 1'), timeout=120), output.text[-5000:]
         # every process of the node: two gunicorn workers and the four workers
         roles = wait_for(lambda: scraped("coordinator_process_up == 1", minimum=6), timeout=120)

@@ -12,7 +12,7 @@ from django.db.models import Min, Q, QuerySet
 from checkpoints.choices import CheckpointStatus
 from checkpoints.models import Checkpoint
 from coordinator_site.contract import Aggregation, get_callable
-from coordinator_site.exact import exact, exact_mean, parse_decimal
+from coordinator_site.exact import EXACT, exact, exact_mean, parse_decimal
 from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
 from predictions.models import Input, PredictionConfig
@@ -157,7 +157,8 @@ def period_model_values(snapshots: list[Snapshot], *, value_field: str) -> dict[
         if value is None or isinstance(count, bool) or not isinstance(count, int) or count <= 0:
             continue
         total = summary.get("value_sum")
-        row["total"] += parse_decimal(total) if total is not None else exact(value) * count
+        part = parse_decimal(total) if total is not None else EXACT.multiply(exact(value), count)
+        row["total"] = EXACT.add(row["total"], part)
         row["value_count"] += count
     for row in per_model.values():
         row["value"] = exact_mean(row.pop("total"), row["value_count"])

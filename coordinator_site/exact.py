@@ -8,13 +8,25 @@ SQLite's SUM is a plain float sum, so on SQLite the `exact_sum` aggregate below 
 on every connection.
 """
 
-from decimal import Decimal
+from collections.abc import Iterable
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from fractions import Fraction
 from typing import Any
 
 from django.db.models import Aggregate, TextField
 
 ZERO = Decimal(0)
+# Every sum and product goes through this context: the default one rounds to 28 digits, which
+# would make a sum of a few hundred scores depend on the order of its terms.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def exact_sum(values: Iterable[Decimal], start: Decimal = ZERO) -> Decimal:
+    """The exact sum of decimals (never rounded)."""
+    total = start
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
 
 
 def exact(value: float | int) -> Decimal:
@@ -83,7 +95,7 @@ class _SqliteExactSum:
 
     def step(self, value) -> None:
         if value is not None:
-            self.total += exact(value)
+            self.total = EXACT.add(self.total, exact(value))
             self.seen = True
 
     def finalize(self) -> str | None:

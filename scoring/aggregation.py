@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from coordinator_site.contract import get_contract
-from coordinator_site.exact import decimal_text, exact, exact_mean, parse_decimal
+from coordinator_site.exact import EXACT, decimal_text, exact, exact_mean, exact_sum, parse_decimal
 
 NO_GROUND_TRUTH = "NO_GROUND_TRUTH"
 # Failure reasons that are nobody's fault (no ground truth; an Input the node could not process):
@@ -57,9 +57,9 @@ def aggregate_snapshot(results: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         for key, value in (item.get("result") or {}).items():
             if key != value_field and _is_number(value):
-                sums[key] = sums.get(key, 0) + exact(value)
+                sums[key] = EXACT.add(sums.get(key, 0), exact(value))
                 counts[key] = counts.get(key, 0) + 1
-    total = sum(values, parse_decimal(None))
+    total = exact_sum(values)
     summary: dict[str, Any] = {
         value_field: exact_mean(total, len(values)),
         "value_sum": decimal_text(total),
@@ -82,16 +82,17 @@ def _weighted(old_mean: Any, old_n: int, new_mean: Any, new_n: int) -> float | N
     return ((old_mean or 0.0) * old_n + (new_mean or 0.0) * new_n) / total
 
 
-def _merge_mean(
-    merged: dict[str, Any], old: dict[str, Any], new: dict[str, Any], key: str, o: int, n: int, sums: tuple
-) -> None:
-    """merged[key] from the two summaries: exactly from their sums when both have one (`sums`:
-    the two stored sums or None), else count-weighted (a custom aggregator without sums)."""
-    if sums[0] is not None and sums[1] is not None:
-        total = parse_decimal(sums[0]) + parse_decimal(sums[1])
-        merged[key] = exact_mean(total, o + n)
-        return
-    merged[key] = _weighted(old.get(key), o, new.get(key), n)
+def _merged_mean(old: tuple, new: tuple) -> tuple[float | None, str | None]:
+    """(mean, exact sum text or None) of two (mean, sum text or None, count) parts: exact from the
+    sums when both carry one (a part without values counts as 0), else count-weighted (a custom
+    aggregator's summary, or one written before exact sums: then no sum is kept)."""
+    (old_mean, old_sum, old_n), (new_mean, new_sum, new_n) = old, new
+    old_sum = "0" if old_sum is None and old_n == 0 else old_sum
+    new_sum = "0" if new_sum is None and new_n == 0 else new_sum
+    if old_sum is None or new_sum is None:
+        return _weighted(old_mean, old_n, new_mean, new_n), None
+    total = EXACT.add(parse_decimal(old_sum), parse_decimal(new_sum))
+    return exact_mean(total, old_n + new_n), decimal_text(total)
 
 
 def merge_summaries(old: dict[str, Any] | None, new: dict[str, Any], *, value_field: str) -> dict[str, Any]:
@@ -104,28 +105,31 @@ def merge_summaries(old: dict[str, Any] | None, new: dict[str, Any], *, value_fi
         return dict(new)
     merged = {**old, **new}
     old_n, new_n = int(old.get("value_count") or 0), int(new.get("value_count") or 0)
-    value_sums = (old.get("value_sum"), new.get("value_sum"))
-    _merge_mean(merged, old, new, value_field, old_n, new_n, value_sums)
-    if None not in value_sums:
-        merged["value_sum"] = decimal_text(parse_decimal(value_sums[0]) + parse_decimal(value_sums[1]))
+    merged[value_field], value_sum = _merged_mean(
+        (old.get(value_field), old.get("value_sum"), old_n), (new.get(value_field), new.get("value_sum"), new_n)
+    )
+    if value_sum is None:
+        merged.pop("value_sum", None)  # the new batch's sum alone would be wrong
+    else:
+        merged["value_sum"] = value_sum
     merged["value_count"] = old_n + new_n
     merged["answered"] = int(old.get("answered") or 0) + int(new.get("answered") or 0)
     merged["asked"] = int(old.get("asked") or 0) + int(new.get("asked") or 0)
     merged["coverage"] = _ratio(merged["answered"], merged["asked"])
     old_counts, new_counts = old.get("field_counts") or {}, new.get("field_counts") or {}
-    old_sums, new_sums = old.get("field_sums"), new.get("field_sums")
+    old_sums, new_sums = old.get("field_sums") or {}, new.get("field_sums") or {}
     counts, field_sums = {}, {}
     for key in sorted(set(old_counts) | set(new_counts)):
         o, n = int(old_counts.get(key, 0)), int(new_counts.get(key, 0))
-        pair = (
-            (old_sums or {}).get(key, "0" if o == 0 else None) if old_sums is not None else None,
-            (new_sums or {}).get(key, "0" if n == 0 else None) if new_sums is not None else None,
+        merged[key], field_sum = _merged_mean(
+            (old.get(key), old_sums.get(key), o), (new.get(key), new_sums.get(key), n)
         )
-        _merge_mean(merged, old, new, key, o, n, pair)
-        if None not in pair:
-            field_sums[key] = decimal_text(parse_decimal(pair[0]) + parse_decimal(pair[1]))
+        if field_sum is not None:
+            field_sums[key] = field_sum
         counts[key] = o + n
     merged["field_counts"] = counts
-    if old_sums is not None and new_sums is not None:
+    if len(field_sums) == len(counts):
         merged["field_sums"] = field_sums
+    else:
+        merged.pop("field_sums", None)
     return merged

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from coordinator_site import wakeup
 from coordinator_site.boundary import MAX_ABS_SCORE, clean_json, clean_number, escape_text
 from coordinator_site.contract import get_callable, get_contract
-from coordinator_site.exact import exact_mean
+from coordinator_site.exact import EXACT, exact_mean
 from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
 from predictions.models import Input, ParticipantModel, Prediction
 from scoring.aggregation import merge_summaries
@@ -860,7 +860,10 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
             totals = per_model.setdefault(model_pk, {name: defaultdict(int) for name in starts})
             for name, window_stats in stats.items():
                 for key, value in window_stats.items():
-                    totals[name][key] += value
+                    # sums are exact Decimals: added in the exact context, never rounded
+                    totals[name][key] = (
+                        EXACT.add(totals[name][key], value) if key == "sum" else totals[name][key] + value
+                    )
         models = {
             m.pk: m
             for m in ParticipantModel.objects.filter(Q(status="ACTIVE") | Q(pk__in=list(per_model))).order_by("pk")

@@ -209,6 +209,20 @@ def test_a_built_checkpoint_unconfirmed_for_a_whole_period_is_amber(settings):
     assert "unconfirmed for 2 h" in result.reason
 
 
+def test_a_checkpoint_that_failed_verification_is_red_with_its_id(settings):
+    settings.CHECKPOINT_INTERVAL_SECONDS = 3600
+    healthy_node()
+    failed = make_checkpoint(
+        period_start=T - timedelta(hours=1),
+        period_end=T + timedelta(hours=2),
+        meta={"verification": {"ok": False, "problems": ["leaf 0 changed"]}},
+    )
+    result = check(node_health(now=T), "checkpoint")
+    assert result.level == RED
+    assert f"checkpoint(s) {failed.pk} failed verification" in result.reason
+    assert result.values["unverified"] == 1
+
+
 def test_current_health_is_computed_at_most_every_few_seconds(settings):
     settings.HEALTH_CACHE_SECONDS = 60
     first = current_health()

@@ -35,7 +35,7 @@ from checkpoints.services import build_checkpoint, checkpoint_void
 from coordinator_site.contract import get_contract
 from coordinator_site.exact import exact, exact_mean
 from feeds.models import FeedRecord
-from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
+from predictions.choices import ExpiryReason, FailureReason, InputStatus, ModelStatus, PredictionStatus
 from predictions.models import Input, ParticipantModel, Prediction, PredictionConfig
 from scoring.hashing import canonical_json, snapshot_document
 from scoring.models import Leaderboard, Score, Snapshot
@@ -154,10 +154,15 @@ def copy_live_rows(spec: ReplaySpec) -> dict[str, int]:
         ):
             row.update(status=PredictionStatus.PENDING, failure_reason="", failure_detail="")
 
+    def reset_model(row: dict[str, Any]) -> None:
+        # Not there before the predict worker first saw it: a leaderboard lists every ACTIVE
+        # model, so each model becomes what it is live at its first_seen_at (a "model" event).
+        row["status"] = ModelStatus.RETIRED
+
     inputs = range_inputs(spec)
     counts = {
         "prediction_configs": _copy(PredictionConfig, PredictionConfig.objects.using(SOURCE).all()),
-        "models": _copy(ParticipantModel, ParticipantModel.objects.using(SOURCE).all()),
+        "models": _copy(ParticipantModel, ParticipantModel.objects.using(SOURCE).all(), reset_model),
         "inputs": _copy(Input, inputs, reset_input),
         "predictions": _copy(
             Prediction,
@@ -201,7 +206,7 @@ def copy_live_rows(spec: ReplaySpec) -> dict[str, int]:
 
 # At one instant: a score batch first, then builds, voids, leaderboards (a batch's clock is taken
 # before it writes, so whatever ran at the same instant saw it written).
-ORDER = {"score": 0, "checkpoint": 1, "void": 2, "leaderboard": 3}
+ORDER = {"model": -1, "score": 0, "checkpoint": 1, "void": 2, "leaderboard": 3}
 
 
 @dataclass(order=True)
@@ -234,6 +239,10 @@ def live_leaderboards(spec: ReplaySpec) -> list[Leaderboard]:
 def live_events(spec: ReplaySpec) -> list[Event]:
     """What the live workers did in the range, and when, from stored rows alone."""
     events = [
+        Event(at, ORDER["model"], "model", pk, {"status": status})
+        for pk, at, status in ParticipantModel.objects.using(SOURCE).values_list("pk", "first_seen_at", "status")
+    ]
+    events += [
         Event(at, ORDER["score"], "score")
         for at in range_inputs(spec)
         .exclude(status=InputStatus.RECEIVED)
@@ -257,7 +266,9 @@ def run_events(spec: ReplaySpec, events: list[Event]) -> dict[str, Any]:
     {"leaderboards": {live id: scratch id}, "checkpoints": {live id: scratch id}, "errors": [...]}."""
     built: dict[str, Any] = {"leaderboards": {}, "checkpoints": {}, "errors": [], "score_batches": 0}
     for event in events:
-        if event.kind == "score":
+        if event.kind == "model":
+            ParticipantModel.objects.filter(pk=event.live_id).update(status=event.data["status"])
+        elif event.kind == "score":
             while True:
                 result = score_batch(worker="replay", batch=spec.batch, now=event.at)
                 built["score_batches"] += 1

@@ -4,9 +4,13 @@ ranks and rewards exactly as computed by hand under another scoring function."""
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.urls import reverse
 
 from replay.models import ReplayKind, ReplayReport
 from replay.services import ReplayError, parse_overrides, replay_range
+from scoring.models import Score
 from tests.replay.helpers import T, build_two_model_store, live_checksum
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +75,35 @@ def test_a_what_if_with_the_exclude_policy_is_accepted_and_unknown_slots_are_ref
         parse_overrides(["DATABASE_URL=sqlite:///x"])
     with pytest.raises(ReplayError, match="NAME=VALUE"):
         parse_overrides(["SCORING_FUNCTION"])
+
+
+def test_the_command_exits_1_and_names_the_difference_when_a_stored_score_was_altered(capsys):
+    _a, _b, period = build_two_model_store()
+    score = Score.objects.order_by("prediction_id").first()
+    Score.objects.filter(pk=score.pk).update(value=score.value + 0.5)
+    with pytest.raises(SystemExit) as exited:
+        call_command("replay", "--from", period.start.isoformat(), "--to", period.end.isoformat())
+    assert exited.value.code == 1
+    out = capsys.readouterr().out
+    assert "scores: 4 compared, 1 differ" in out
+    assert "result: DIFFERS" in out
+    row = ReplayReport.objects.get()
+    assert row.identical is False
+    assert row.report["scores"]["examples"][0]["prediction_id"] == score.prediction_id
+
+
+def test_the_admin_shows_the_last_replay_reports(client):
+    _a, _b, period = build_two_model_store()
+    row = replay_range(
+        start=period.start, end=period.end, overrides={"SCORING_FUNCTION": "scoring.functions:log_loss_score"}
+    )
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    listing = client.get(reverse("admin:replay_replayreport_changelist"))
+    assert listing.status_code == 200
+    assert "WHAT_IF" in listing.content.decode()
+    page = client.get(reverse("admin:replay_replayreport_change", args=[row.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "model-a" in text
+    assert "rank 1-&gt;2" in text

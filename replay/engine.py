@@ -62,14 +62,18 @@ class ReplaySpec:
     scratch_start: datetime
     reresolve: bool = False
     batch: int = 500
+    backtest_models: tuple[str, ...] = ()  # model folders run over the stored Inputs (backtest)
+    backtest_scope: str = ""  # only the Inputs of this config's scope_key
 
     @classmethod
-    def for_range(cls, *, start: datetime, end: datetime, reresolve: bool = False, batch: int = 500) -> ReplaySpec:
+    def for_range(
+        cls, *, start: datetime, end: datetime, reresolve: bool = False, batch: int = 500, **extra
+    ) -> ReplaySpec:
         """The scratch data starts one longest leaderboard window before `start`, at a checkpoint
         period boundary, so every leaderboard and checkpoint compared sees all its scores."""
         hours = max(w.hours for w in get_contract().aggregation.windows.values())
         scratch_start = aligned_period(start - timedelta(hours=hours)).start
-        return cls(start=start, end=end, scratch_start=scratch_start, reresolve=reresolve, batch=batch)
+        return cls(start=start, end=end, scratch_start=scratch_start, reresolve=reresolve, batch=batch, **extra)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,8 @@ class ReplaySpec:
             "scratch_start": self.scratch_start.isoformat(),
             "reresolve": self.reresolve,
             "batch": self.batch,
+            "backtest_models": list(self.backtest_models),
+            "backtest_scope": self.backtest_scope,
         }
 
     @classmethod
@@ -88,6 +94,8 @@ class ReplaySpec:
             scratch_start=datetime.fromisoformat(data["scratch_start"]),
             reresolve=bool(data.get("reresolve")),
             batch=int(data.get("batch", 500)),
+            backtest_models=tuple(data.get("backtest_models") or ()),
+            backtest_scope=data.get("backtest_scope") or "",
         )
 
 
@@ -576,6 +584,26 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
     started = datetime.now(tz=UTC)
     copied = copy_live_rows(spec)
     events = live_events(spec)
+    backtest = None
+    if spec.backtest_models:
+        from replay.backtest import run_models
+
+        backtest = run_models(
+            model_paths=list(spec.backtest_models), start=spec.start, end=spec.end, scope_key=spec.backtest_scope
+        )
+        events = sorted(
+            events
+            + [
+                Event(
+                    datetime.fromisoformat(backtest["first_seen"][model_id]),
+                    ORDER["model"],
+                    "model",
+                    pk,
+                    {"status": "ACTIVE"},
+                )
+                for model_id, pk in backtest["models"].items()
+            ]
+        )
     built = run_events(spec, events)
     scores = compare_scores(spec)
     snapshots = compare_snapshots(spec)
@@ -610,6 +638,14 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
     }
     if spec.reresolve:
         report["ground_truth"] = compare_ground_truth(spec)
+    if backtest is not None:
+        from replay.backtest import backtest_section
+
+        report["backtest"] = {
+            "inputs": backtest["inputs"],
+            "counts": backtest["counts"],
+            "models": backtest_section(models=backtest["models"], start=spec.start, end=spec.end, using=SOURCE),
+        }
     report["identical"] = not (
         scores["differ"] or snapshots["differ"] or leaderboards["differ"] or checkpoints["differ"] or built["errors"]
     )

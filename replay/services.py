@@ -147,6 +147,8 @@ def replay_range(
     keep_scratch: bool = False,
     batch: int = 500,
     actor: str = "",
+    backtest_models: list[str] | None = None,
+    backtest_scope: str = "",
 ) -> ReplayReport:
     """Replay [start, end) from stored rows in a scratch store and store the report.
 
@@ -160,8 +162,18 @@ def replay_range(
         raise ReplayError(f"not overridable: {sorted(unknown)}")
     if start >= end:
         raise ReplayError("--from must be before --to")
-    spec = ReplaySpec.for_range(start=start, end=end, reresolve=reresolve, batch=batch)
-    kind = ReplayKind.WHAT_IF if overrides else ReplayKind.REPLAY
+    spec = ReplaySpec.for_range(
+        start=start,
+        end=end,
+        reresolve=reresolve,
+        batch=batch,
+        backtest_models=tuple(str(Path(p).resolve()) for p in backtest_models or ()),
+        backtest_scope=backtest_scope,
+    )
+    if backtest_models:
+        kind = ReplayKind.BACKTEST
+    else:
+        kind = ReplayKind.WHAT_IF if overrides else ReplayKind.REPLAY
     row = ReplayReport.objects.create(
         kind=kind, range_start=start, range_end=end, overrides=overrides, reresolve=reresolve, actor=actor
     )
@@ -179,7 +191,7 @@ def replay_range(
         raise
     identical = bool(report["identical"])
     row.identical = identical
-    row.exit_code = 0 if identical or kind == ReplayKind.WHAT_IF else 1
+    row.exit_code = 0 if identical or kind != ReplayKind.REPLAY else 1
     row.report = report
     row.summary = summarise(report)
     row.finished_at = timezone.now()
@@ -208,4 +220,14 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     }
     if "ground_truth" in report:
         summary["tape_changed"] = report["ground_truth"]["changed"]
+    for model_id, result in (report.get("backtest") or {}).get("models", {}).items():
+        summary.setdefault("backtest", {})[model_id] = {
+            "scored": result["scored"],
+            "checkpoints": [
+                (c["period_start"], c["rank"], c["of"], c["estimated_reward_pct"]) for c in result["checkpoints"]
+            ],
+            "last_leaderboard": result["leaderboards"][-1] if result["leaderboards"] else None,
+            "live_model": result["live_model"]
+            and {k: v for k, v in result["live_model"].items() if k != "differing_inputs"},
+        }
     return summary

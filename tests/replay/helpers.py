@@ -26,8 +26,11 @@ def build_two_model_store():
     # 1m candles from T-2m; the bar ending at T-1m+i closes at closes[i]: 100 up to T+4m, 101 from
     # T+5m to T+14m, 100 again from T+15m.
     make_tape(T - timedelta(minutes=2), [100.0] * 6 + [101.0] * 10 + [100.0] * 10)
-    up = make_scoring_input(scheduled_for=T, config=config)
-    down = make_scoring_input(scheduled_for=T + timedelta(minutes=10), config=config)
+    # The window the models saw (its last close: 100, then 101).
+    up = make_scoring_input(scheduled_for=T, config=config, raw_data=_window(T, 100.0))
+    down = make_scoring_input(
+        scheduled_for=T + timedelta(minutes=10), config=config, raw_data=_window(T + timedelta(minutes=10), 101.0)
+    )
     make_round(up, {a: 0.7, b: 1.0})
     make_round(down, {a: 0.3, b: 0.5})
     score_batch(worker="live", batch=500, now=T + timedelta(minutes=6))
@@ -37,6 +40,11 @@ def build_two_model_store():
     period = aligned_period(T)
     build_checkpoint(period=period, readiness="settled: test", now=period.end + timedelta(minutes=1))
     return a, b, period
+
+
+def _window(at, close):
+    record = {"ts_event": (at - timedelta(minutes=1)).isoformat(), "open": close, "close": close, "volume": 1.0}
+    return {"subject": "BTC", "as_of": at.isoformat(), "records": [record]}
 
 
 def live_checksum() -> dict[str, tuple[int, str]]:

@@ -9,6 +9,7 @@ PostgreSQL only (concurrent writers; the production database).
 import json
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from django.db import close_old_connections, connection
@@ -114,6 +115,38 @@ def test_replay_of_what_the_live_workers_did_is_byte_identical_and_touches_nothi
     # Every Input of a settled period is finished; later ones are not part of the replay.
     assert report["unfinished_inputs"] == Input.objects.filter(received_at__lt=end_at, status="RECEIVED").count() == 0
     assert ReplayReport.objects.get(pk=report["report_id"]).identical is True
+
+    # A backtest of an example model over the same range: exactly the scores it got live.
+    momentum = Path(__file__).resolve().parents[2] / "examples" / "models" / "momentum"
+    done = subprocess.run(
+        [
+            *manage_py,
+            "backtest",
+            "--model",
+            str(momentum),
+            "--from",
+            start_at.isoformat(),
+            "--to",
+            end_at.isoformat(),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    backtest = json.loads(done.stdout)["models"]["backtest:momentum"]
+    live = backtest["live_model"]
+    answered = Score.objects.filter(
+        model__model_id="momentum", success=True, performed_at__gte=start_at, performed_at__lt=end_at
+    ).count()
+    assert answered > 0
+    assert live["inputs_in_common"] >= answered
+    assert live["identical_scores"] == live["inputs_in_common"], live
+    assert [c["period_start"] for c in backtest["checkpoints"]] == [c.period_start.isoformat() for c in checkpoints]
+    close_old_connections()
+    assert live_checksum() == before
 
 
 def _differences(report):

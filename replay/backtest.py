@@ -135,9 +135,14 @@ def backtest_section(*, models: dict[str, int], start: datetime, end: datetime, 
     """Per backtest model: its score per snapshot period and per leaderboard window, its rank on
     each replayed leaderboard and its rank and estimated reward in each checkpoint."""
     from checkpoints.models import Checkpoint
+    from checkpoints.selectors import Period, period_snapshots
+    from checkpoints.services import compute_checkpoint, current_rules
     from scoring.models import Leaderboard, Score, Snapshot
 
     value_field = get_contract().aggregation.value_field
+    # The whole range as if it were one checkpoint period (the same pure function the build uses):
+    # a rank and an estimated reward even when no checkpoint period lies inside the range.
+    whole = compute_checkpoint(list(period_snapshots(Period(start, end))), rules=current_rules())
     out = {}
     for model_id, pk in models.items():
         snapshots = [
@@ -181,7 +186,15 @@ def backtest_section(*, models: dict[str, int], start: datetime, end: datetime, 
         live_id = model_id.removeprefix(BACKTEST_PREFIX)
         live = live_model_per_input(model_id=live_id, start=start, end=end, using=using)
         common = sorted(set(per_input) & set(live))
+        whole_item = next((i for i in whole.ranking if i["model_id"] == model_id), None)
         out[model_id] = {
+            "range": whole_item
+            and {
+                "rank": whole_item["rank"],
+                "of": sum(1 for i in whole.ranking if i.get("rank") is not None),
+                "value": whole_item["value"],
+                "estimated_reward_pct": whole_item["reward_pct"],
+            },
             "predictions": scores.count(),
             "scored": scores.filter(success=True).count(),
             "snapshots": snapshots,

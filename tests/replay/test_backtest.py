@@ -35,6 +35,8 @@ def test_a_backtested_model_gets_exactly_its_live_scores_and_its_would_be_rank_a
     assert (checkpoint["rank"], checkpoint["of"]) == (1, 3)
     assert checkpoint["estimated_reward_pct"] == 375_000_000
     assert result["leaderboards"][-1]["rank"] == 1
+    # The checkpoint's period is the whole range here: the range view agrees with it.
+    assert result["range"] == {**result["range"], "rank": 1, "of": 3, "estimated_reward_pct": 375_000_000}
     assert ReplayReport.objects.get(pk=row.pk).summary["backtest"]["backtest:model-a"]["scored"] == 2
 
 

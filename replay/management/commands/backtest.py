@@ -48,6 +48,12 @@ class Command(BaseCommand):
             self.stdout.write(f"{model_id}: {result['scored']} of {result['predictions']} predictions scored")
             for s in result["snapshots"]:
                 self.stdout.write(f"  period {s['period_start']}: value {s['value']} coverage {s['coverage']}")
+            if result["range"]:
+                r = result["range"]
+                self.stdout.write(
+                    f"  whole range as one period: rank {r['rank']} of {r['of']}, value {r['value']}, "
+                    f"estimated reward {_pct(r['estimated_reward_pct'])}"
+                )
             if result["leaderboards"]:
                 last = result["leaderboards"][-1]
                 self.stdout.write(

@@ -579,7 +579,7 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
         and connection.vendor == connections[SOURCE].vendor
     ):
         raise RuntimeError("the scratch store is the live store: refusing to replay into it")
-    if Input.objects.exists() or Score.objects.exists():
+    if PredictionConfig.objects.exists() or Input.objects.exists() or Score.objects.exists():
         raise RuntimeError("the scratch store is not empty")
     started = datetime.now(tz=UTC)
     copied = copy_live_rows(spec)

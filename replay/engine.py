@@ -172,14 +172,17 @@ def copy_live_rows(spec: ReplaySpec) -> dict[str, int]:
         "prediction_configs": _copy(PredictionConfig, PredictionConfig.objects.using(SOURCE).all()),
         "models": _copy(ParticipantModel, ParticipantModel.objects.using(SOURCE).all(), reset_model),
         "inputs": _copy(Input, inputs, reset_input),
-        "predictions": _copy(
+    }
+    if connection.vendor == "postgresql" and connections[SOURCE].vendor == "postgresql":
+        counts["predictions"] = _copy_predictions_postgres(spec)
+    else:
+        counts["predictions"] = _copy(
             Prediction,
             Prediction.objects.using(SOURCE).filter(
                 performed_at__gte=spec.scratch_start, performed_at__lt=spec.end, input__in=inputs
             ),
             reset_prediction,
-        ),
-    }
+        )
     if spec.reresolve:
         last = inputs.aggregate(last=models.Max("resolvable_at"))["last"] or spec.end
         grace = timedelta(seconds=settings.GROUND_TRUTH_GRACE_SECONDS)
@@ -208,6 +211,39 @@ def copy_live_rows(spec: ReplaySpec) -> dict[str, int]:
         for statement in statements:
             cursor.execute(statement)
     return counts
+
+
+def _copy_predictions_postgres(spec: ReplaySpec) -> int:
+    """The bulk of the copy, PostgreSQL to PostgreSQL: COPY out of the live store (the reset to the
+    predict worker's state done by the SELECT, as `reset_prediction` does it) straight into COPY
+    in the scratch store."""
+    table = Prediction._meta.db_table
+    columns = [f.column for f in Prediction._meta.concrete_fields]
+    reset = "(p.status = 'SCORED' OR (p.status = 'FAILED' AND p.failure_reason = ANY(%s)))"
+    expressions = {
+        "status": f"CASE WHEN {reset} THEN 'PENDING' ELSE p.status END",
+        "failure_reason": f"CASE WHEN {reset} THEN '' ELSE p.failure_reason END",
+        "failure_detail": f"CASE WHEN {reset} THEN '' ELSE p.failure_detail END",
+    }
+    reasons = sorted(str(r) for r in SCORE_WORKER_REASONS)
+    select = ", ".join(expressions.get(c, f"p.{c}") for c in columns)
+    query = (
+        f"COPY (SELECT {select} FROM {table} p JOIN {Input._meta.db_table} i ON i.id = p.input_id "  # noqa: S608
+        "WHERE p.performed_at >= %s AND p.performed_at < %s AND i.received_at >= %s AND i.received_at < %s) TO STDOUT"
+    )
+    params = [reasons] * 3 + [spec.scratch_start, spec.end, spec.scratch_start, spec.end]
+    source, target = connections[SOURCE], connection
+    source.ensure_connection()
+    target.ensure_connection()
+    with source.connection.cursor() as out_cursor, target.connection.cursor() as in_cursor:
+        with (
+            out_cursor.copy(query, params) as out,
+            in_cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as into,
+        ):
+            for data in out:
+                into.write(data)
+        copied = in_cursor.rowcount
+    return copied
 
 
 # --- 2. events -------------------------------------------------------------------------------

@@ -97,17 +97,19 @@ def seed(*, start: datetime, minutes: int, models: int) -> None:
         cursor.execute("ANALYZE")
 
 
-def live_workers(*, start: datetime, minutes: int) -> float:
-    """What run_score would have done: each Input scored alone at its resolvable minute (+1 s),
-    the last LEADERBOARD_HISTORY boards rebuilt at their minutes; then the checkpoint built."""
+def live_workers(*, start: datetime, minutes: int, per_unit: int) -> tuple[float, int]:
+    """What run_score would have done: `per_unit` Inputs per unit (1 = a worker keeping up, one
+    Input a minute) scored at the last one's resolvable minute (+1 s), a leaderboard after each of
+    the last LEADERBOARD_HISTORY units. Returns (seconds, units)."""
     clock = time.perf_counter()
     keep_boards = settings.LEADERBOARD_HISTORY
-    for n in range(minutes):
-        at = start + timedelta(minutes=n) + HORIZON + timedelta(seconds=1)
+    units = range(0, minutes, per_unit)
+    for u, n in enumerate(units):
+        at = start + timedelta(minutes=min(n + per_unit, minutes) - 1) + HORIZON + timedelta(seconds=1)
         score_batch(worker="bench-live", batch=500, now=at)
-        if n >= minutes - keep_boards:
+        if u >= len(units) - keep_boards:
             rebuild_leaderboard(now=at + timedelta(milliseconds=500))
-    return time.perf_counter() - clock
+    return time.perf_counter() - clock, len(units)
 
 
 def backtest_models(workdir: Path, n: int) -> list[str]:
@@ -128,6 +130,8 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--backtest-models", type=int, default=10)
     parser.add_argument("--backtest-days", type=float, default=1)
+    parser.add_argument("--live-inputs-per-unit", type=int, default=1, help="Inputs per live score unit.")
+    parser.add_argument("--skip-exact", action="store_true", help="Only the coalesced replay.")
     parser.add_argument("--skip-replay", action="store_true")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
@@ -146,20 +150,26 @@ def main() -> None:
         print(
             f"seeded {minutes} inputs x {args.models} models = {predictions:,} predictions in {time.perf_counter() - clock:.1f} s"
         )
-        live = live_workers(start=start, minutes=minutes)
-        print(f"live scoring (one Input per score_batch, {settings.LEADERBOARD_HISTORY} leaderboards): {live:.1f} s")
+        live, units = live_workers(start=start, minutes=minutes, per_unit=args.live_inputs_per_unit)
+        print(
+            f"live scoring: {units} score units of {args.live_inputs_per_unit} input(s), "
+            f"{settings.LEADERBOARD_HISTORY} leaderboards: {live:.1f} s"
+        )
         period = aligned_period(start)
         end = start + timedelta(minutes=minutes)
         if period.end <= end + HORIZON + timedelta(minutes=1):
             build_checkpoint(period=period, readiness="settled: bench", now=period.end + timedelta(minutes=1))
-        if not args.skip_replay:
+        modes = [] if args.skip_replay else ([True] if args.skip_exact else [False, True])
+        for coalesce in modes:
             clock = time.perf_counter()
-            row = replay_range(start=start, end=period.end if period.end <= end + timedelta(hours=1) else end)
+            replay_end = period.end if period.end <= end + timedelta(hours=1) else end
+            row = replay_range(start=start, end=replay_end, coalesce=coalesce)
             took = time.perf_counter() - clock
             report = row.report
             print(
-                f"replay of {args.days:g} day(s): {took:.1f} s wall ({report['seconds']:.1f} s in the child), "
-                f"{report['scores']['compared']:,} scores compared, {report['events']['score_batches']} score units, "
+                f"replay{' --coalesce' if coalesce else ''} of {args.days:g} day(s): {took:.1f} s wall "
+                f"({report['seconds']:.1f} s in the child), {report['scores']['compared']:,} scores compared, "
+                f"{report['events']['score_batches']} score_batch calls, "
                 f"{report['leaderboards']['compared']} leaderboards, {report['checkpoints']['compared']} checkpoint(s), "
                 f"identical={report['identical']}"
             )
@@ -170,7 +180,7 @@ def main() -> None:
         paths = backtest_models(workdir, args.backtest_models)
         bt_end = start + timedelta(days=args.backtest_days)
         clock = time.perf_counter()
-        row = replay_range(start=start, end=bt_end, backtest_models=paths)
+        row = replay_range(start=start, end=bt_end, backtest_models=paths, coalesce=True)
         took = time.perf_counter() - clock
         backtest = row.report["backtest"]
         made = sum(m["predictions"] for m in backtest["models"].values())

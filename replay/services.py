@@ -149,6 +149,7 @@ def replay_range(
     actor: str = "",
     backtest_models: list[str] | None = None,
     backtest_scope: str = "",
+    coalesce: bool = False,
 ) -> ReplayReport:
     """Replay [start, end) from stored rows in a scratch store and store the report.
 
@@ -169,6 +170,7 @@ def replay_range(
         batch=batch,
         backtest_models=tuple(str(Path(p).resolve()) for p in backtest_models or ()),
         backtest_scope=backtest_scope,
+        coalesce=coalesce,
     )
     if backtest_models:
         kind = ReplayKind.BACKTEST

@@ -107,3 +107,32 @@ def test_the_admin_shows_the_last_replay_reports(client):
     text = page.content.decode()
     assert "model-a" in text
     assert "rank 1-&gt;2" in text
+
+
+def test_coalescing_merges_only_score_units_between_other_events():
+    from datetime import UTC, datetime
+
+    from replay.engine import ORDER, Event, coalesced
+
+    at = [datetime(2026, 11, 2, 12, m, tzinfo=UTC) for m in range(6)]
+    events = [
+        Event(at[0], ORDER["score"], "score"),
+        Event(at[1], ORDER["score"], "score"),
+        Event(at[2], ORDER["leaderboard"], "leaderboard", 7),
+        Event(at[3], ORDER["score"], "score"),
+        Event(at[4], ORDER["score"], "score"),
+        Event(at[5], ORDER["checkpoint"], "checkpoint", 3),
+    ]
+    assert [(e.kind, e.at) for e in coalesced(events)] == [
+        ("score", at[1]),
+        ("leaderboard", at[2]),
+        ("score", at[4]),
+        ("checkpoint", at[5]),
+    ]
+
+
+def test_a_coalesced_replay_is_identical_too():
+    _a, _b, period = build_two_model_store()
+    row = replay_range(start=period.start, end=period.end, coalesce=True)
+    assert row.identical, row.summary
+    assert row.report["spec"]["coalesce"] is True

@@ -33,6 +33,11 @@ class Command(BaseCommand):
         parser.add_argument("--contract", default="", help="Another CRUNCH_CONTRACT path (a what-if).")
         parser.add_argument("--reresolve", action="store_true", help="Re-resolve ground truth from the tape.")
         parser.add_argument("--batch", type=int, default=500, help="Inputs per score batch (as run_score).")
+        parser.add_argument(
+            "--coalesce",
+            action="store_true",
+            help="Score the live units between two leaderboards/builds in one go (faster; Score.scored_at not compared).",
+        )
         parser.add_argument("--keep-scratch", action="store_true", help="Keep the scratch store to inspect it.")
         parser.add_argument("--json", action="store_true", help="Print the whole report as JSON.")
 
@@ -48,6 +53,7 @@ class Command(BaseCommand):
                 reresolve=options["reresolve"],
                 keep_scratch=options["keep_scratch"],
                 batch=options["batch"],
+                coalesce=options["coalesce"],
                 actor=f"cli:{getpass.getuser()}",
             )
         except ReplayError as exc:

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
 
+from replay.formatting import report_text
 from replay.models import ReplayKind, ReplayReport
 from replay.services import ReplayError, parse_overrides, replay_range
 from scoring.models import Score
@@ -136,3 +137,22 @@ def test_a_coalesced_replay_is_identical_too():
     row = replay_range(start=period.start, end=period.end, coalesce=True)
     assert row.identical, row.summary
     assert row.report["spec"]["coalesce"] is True
+
+
+def test_reresolve_reports_the_inputs_whose_ground_truth_the_tape_now_changes():
+    from feeds.models import FeedRecord
+    from tests.scoring.helpers import DIMS
+
+    _a, _b, period = build_two_model_store()
+    unchanged = replay_range(start=period.start, end=period.end, reresolve=True)
+    assert unchanged.identical, unchanged.summary
+    assert unchanged.report["ground_truth"] == {**unchanged.report["ground_truth"], "compared": 2, "changed": 0}
+    # A corrected bar at the second Input's horizon (T+15m): the price no longer went down.
+    bar = FeedRecord.objects.get(**DIMS, ts_event=T + timedelta(minutes=14))
+    bar.values = {**bar.values, "close": 102.0}
+    bar.save()
+    changed = replay_range(start=period.start, end=period.end, reresolve=True)
+    assert changed.report["ground_truth"]["changed"] == 1
+    assert changed.identical is False
+    assert changed.exit_code == 1
+    assert "TAPE CHANGED: 1 of 2 inputs" in report_text(changed.report, what_if=False)

@@ -158,7 +158,10 @@ def main() -> None:
         period = aligned_period(start)
         end = start + timedelta(minutes=minutes)
         if period.end <= end + HORIZON + timedelta(minutes=1):
-            build_checkpoint(period=period, readiness="settled: bench", now=period.end + timedelta(minutes=1))
+            # Built once settled, as run_checkpoint would: after the last live unit's clock
+            # (the period's last Inputs resolve a horizon after its end).
+            built_at = max(period.end, end + HORIZON) + timedelta(minutes=1)
+            build_checkpoint(period=period, readiness="settled: bench", now=built_at)
         modes = [] if args.skip_replay else ([True] if args.skip_exact else [False, True])
         for coalesce in modes:
             clock = time.perf_counter()

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "scoring",
     "checkpoints",
     "monitoring",
+    "replay",
     "reports",
     *env.list("EXTRA_INSTALLED_APPS", default=[]),  # e.g. the test suite's helper app
 ]
@@ -129,6 +130,15 @@ else:
     _db.setdefault("OPTIONS", {})["application_name"] = f"coordinator:{_process_name}"[:63]
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
+# `manage.py replay` runs in a child process whose default database is a scratch store; it
+# reads the live rows through this second alias, opened read-only (docs/replay.md).
+if env.str("REPLAY_SOURCE_DATABASE_URL", default=""):
+    DATABASES["replay_source"] = env.db_url_config(env.str("REPLAY_SOURCE_DATABASE_URL"))
+    if DATABASES["replay_source"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["replay_source"]["NAME"] = f"file:{DATABASES['replay_source']['NAME']}?mode=ro"
+        DATABASES["replay_source"]["OPTIONS"] = {"uri": True, "timeout": 30.0}
+    else:
+        DATABASES["replay_source"]["OPTIONS"] = {"options": "-c default_transaction_read_only=on"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- i18n / time ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Helpers for tests that run the node as real subprocesses: free ports, process trees, waiting."""
 
+import json
 import os
 import socket
 import subprocess
@@ -114,3 +115,35 @@ def user_env() -> dict[str, str]:
     """An operator's shell: none of the suite's database, settings or pytest variables."""
     drop = ("PYTEST_VERSION", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "ENV_FILE", "SQLITE_PATH")
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("DJANGO_SUPERUSER_")}
+
+
+def synthetic_pipeline_env(
+    worker_env: dict, tmp_path: Path, *, scope_key: str, interval: int, horizon: int, **settings
+) -> dict:
+    """Environment for the four workers on a synthetic 1 s tick feed with one prediction config
+    (written to tmp_path), the local example models, and `settings` (periods, graces) on top."""
+    configs = tmp_path / "configs.json"
+    configs.write_text(
+        json.dumps(
+            [
+                {
+                    "scope_key": scope_key,
+                    "scope_template": {"subject": "BTC"},
+                    "interval_seconds": interval,
+                    "horizon_seconds": horizon,
+                }
+            ]
+        )
+    )
+    return {
+        **worker_env,
+        "FEED_SOURCE": "synthetic",
+        "FEED_SUBJECTS": "BTC",
+        "FEED_KIND": "tick",
+        "FEED_GRANULARITY": "1s",
+        "FEED_POLL_SECONDS": "1",
+        "PREDICTION_CONFIGS_PATH": str(configs),
+        "MODEL_GATEWAY": "local",
+        "WORKER_HEARTBEAT_SECONDS": "1",
+        **{key: str(value) for key, value in settings.items()},
+    }

@@ -5,7 +5,6 @@ complete data gives, and every snapshot of every closed period is in exactly one
 Real worker subprocesses on PostgreSQL (the production database; SQLite runs writers one at a time).
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from checkpoints.verification import verify_checkpoint
 from predictions.choices import PredictionStatus
 from predictions.models import Prediction
 from scoring.models import Score, Snapshot
-from tests.e2e.processes import start, stop, wait_for
+from tests.e2e.processes import start, stop, synthetic_pipeline_env, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,34 +34,17 @@ def fresh(query):
 
 
 def test_an_outage_of_the_score_worker_never_pays_from_incomplete_snapshots(worker_env, manage_py, tmp_path):
-    configs = tmp_path / "configs.json"
-    configs.write_text(
-        json.dumps(
-            [
-                {
-                    "scope_key": "BTC-outage",
-                    "scope_template": {"subject": "BTC"},
-                    "interval_seconds": 2,
-                    "horizon_seconds": 3,
-                }
-            ]
-        )
+    env = synthetic_pipeline_env(
+        worker_env,
+        tmp_path,
+        scope_key="BTC-outage",
+        interval=2,
+        horizon=3,
+        SNAPSHOT_PERIOD_SECONDS="5",
+        CHECKPOINT_INTERVAL_SECONDS=str(PERIOD),
+        CHECKPOINT_GRACE_SECONDS="2",  # the old rule built a period 2 s after its end, whatever was open
+        GROUND_TRUTH_GRACE_SECONDS="600",
     )
-    env = {
-        **worker_env,
-        "FEED_SOURCE": "synthetic",
-        "FEED_SUBJECTS": "BTC",
-        "FEED_KIND": "tick",
-        "FEED_GRANULARITY": "1s",
-        "FEED_POLL_SECONDS": "1",
-        "PREDICTION_CONFIGS_PATH": str(configs),
-        "MODEL_GATEWAY": "local",
-        "SNAPSHOT_PERIOD_SECONDS": "5",
-        "CHECKPOINT_INTERVAL_SECONDS": str(PERIOD),
-        "CHECKPOINT_GRACE_SECONDS": "2",  # the old rule built a period 2 s after its end, whatever was open
-        "GROUND_TRUTH_GRACE_SECONDS": "600",
-        "WORKER_HEARTBEAT_SECONDS": "1",
-    }
     loaded = subprocess.run(
         [*manage_py, "load_prediction_configs"], env=env, capture_output=True, text=True, timeout=120
     )

@@ -18,7 +18,7 @@ from checkpoints.models import Checkpoint
 from predictions.models import Input
 from replay.models import ReplayReport
 from scoring.models import Leaderboard, Score
-from tests.e2e.processes import start, stop, wait_for
+from tests.e2e.processes import start, stop, synthetic_pipeline_env, wait_for
 from tests.replay.helpers import live_checksum
 
 pytestmark = [
@@ -34,33 +34,16 @@ def fresh(query):
 
 
 def test_replay_of_what_the_live_workers_did_is_byte_identical_and_touches_nothing(worker_env, manage_py, tmp_path):
-    configs = tmp_path / "configs.json"
-    configs.write_text(
-        json.dumps(
-            [
-                {
-                    "scope_key": "BTC-replay",
-                    "scope_template": {"subject": "BTC"},
-                    "interval_seconds": 1,
-                    "horizon_seconds": 2,
-                }
-            ]
-        )
+    env = synthetic_pipeline_env(
+        worker_env,
+        tmp_path,
+        scope_key="BTC-replay",
+        interval=1,
+        horizon=2,
+        SNAPSHOT_PERIOD_SECONDS="3",
+        CHECKPOINT_INTERVAL_SECONDS=str(PERIOD),
+        GROUND_TRUTH_GRACE_SECONDS="4",  # some Inputs may expire: replayed too
     )
-    env = {
-        **worker_env,
-        "FEED_SOURCE": "synthetic",
-        "FEED_SUBJECTS": "BTC",
-        "FEED_KIND": "tick",
-        "FEED_GRANULARITY": "1s",
-        "FEED_POLL_SECONDS": "1",
-        "PREDICTION_CONFIGS_PATH": str(configs),
-        "MODEL_GATEWAY": "local",
-        "SNAPSHOT_PERIOD_SECONDS": "3",
-        "CHECKPOINT_INTERVAL_SECONDS": str(PERIOD),
-        "GROUND_TRUTH_GRACE_SECONDS": "4",  # some Inputs may expire: replayed too
-        "WORKER_HEARTBEAT_SECONDS": "1",
-    }
     loaded = subprocess.run([*manage_py, "load_prediction_configs"], env=env, capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr
     workers = [

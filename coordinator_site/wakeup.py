@@ -20,7 +20,6 @@ from django.db import connection
 log = logging.getLogger("coordinator.wakeup")
 
 # Channels: who notifies, who listens.
-FEED_RECORDS = "coordinator_feed_records"  # run_feed stored new tape records -> run_predict
 INPUTS = "coordinator_inputs"  # run_predict wrote an Input -> run_score (its resolvable_at)
 CONFIGS = "coordinator_configs"  # prediction configs changed -> run_predict
 SCORES = "coordinator_scores"  # run_score made Inputs terminal -> run_checkpoint

@@ -156,7 +156,7 @@ def test_trades_are_sampled_to_the_last_trade_of_each_second(streaming):
     with BinanceServer([WsSession(send=[], then="silent")]) as server:
         point_at(streaming, server)
         stop = threading.Event()
-        items = BinanceProvider().stream([TICK], idle_seconds=5, stop=stop)
+        items = BinanceProvider().stream([TICK], idle_seconds=60, stop=stop)
         try:
             assert next(items) == CONNECTED
             assert wait_for(lambda: server.paths, timeout=10) == ["/stream?streams=btcusdt@trade"]

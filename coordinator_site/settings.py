@@ -256,8 +256,6 @@ PREDICT_LEASE_SECONDS = env.int("PREDICT_LEASE_SECONDS", default=60)
 # --- Score (DESIGN.md §8) ---------------------------------------------------------------
 GROUND_TRUTH_GRACE_SECONDS = env.int("GROUND_TRUTH_GRACE_SECONDS", default=3600)
 SCORE_LEASE_SECONDS = env.int("SCORE_LEASE_SECONDS", default=120)
-# Without LISTEN/NOTIFY (SQLite) a worker waiting for work looks again at least this often.
-SQLITE_WAKEUP_POLL_SECONDS = env.float("SQLITE_WAKEUP_POLL_SECONDS", default=0.5)
 # On PostgreSQL an idle worker sleeps until its next due time or a notification, but never longer
 # than this (a lost notification, or work it cannot foresee, waits at most this long).
 WAKEUP_FALLBACK_SECONDS = env.float("WAKEUP_FALLBACK_SECONDS", default=5.0)

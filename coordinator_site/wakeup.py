@@ -5,7 +5,7 @@ notification is delivered at COMMIT, and not at all on rollback). A worker waits
 `Waiter.wait(seconds)`: it returns as soon as a notification arrives on one of its channels, or
 after `seconds`. A lost notification (a worker restarting between the COMMIT and its LISTEN)
 costs latency only: every wait is bounded by the caller, who then looks for due work anyway.
-On SQLite there is no notification: `wait` sleeps at most `SQLITE_WAKEUP_POLL_SECONDS`.
+On SQLite there is no notification: `wait` just sleeps (the workers poll every `--sleep` there).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.db import connection
 
 log = logging.getLogger("coordinator.wakeup")
@@ -55,8 +54,7 @@ class Waiter:
         """Block up to `seconds`; True when woken by a notification (or a stop), False on timeout."""
         seconds = max(0.0, seconds)
         if connection.vendor != "postgresql" or not self.channels:
-            poll = min(seconds, settings.SQLITE_WAKEUP_POLL_SECONDS)
-            self._sleep(poll)
+            self._sleep(seconds)
             return False
         deadline = time.monotonic() + seconds
         try:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/coordinator
 
-.PHONY: prometheus-local check-alerts venv env run demo superuser api-key verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean
+.PHONY: prometheus-local check-alerts venv env run demo superuser api-key verify-local compose-check deploy down logs verify-e2e test test-pg test-sqlite lint fmt migrate bench clean model-runner-venv
 
 # `make demo` and `DEMO=1`: the values of .env.demo exported over .env (synthetic feed, short cycles).
 DEMO_ENV := set -a && . ./.env.demo && set +a &&
@@ -100,6 +100,24 @@ logs: compose-check
 verify-e2e: compose-check
 	$(COMPOSE) exec -T web python manage.py verify_e2e --timeout $(or $(TIMEOUT),300) $(VERIFY_ARGS)
 
+# The real model node (`crunch-model-runner`, command `model-runner`) in a virtualenv of its own:
+# its protobuf<6 pin cannot share one with model-runner-client (MODEL_RUNNER_NOTES.md §3.3).
+# About 0.5 GB, built once: the stamp is keyed on the version, so a second run does nothing and
+# a version bump rebuilds. tests/e2e/test_real_model_node.py runs the remote gateway against it.
+MODEL_RUNNER_VERSION ?= 0.4.2
+MODEL_RUNNER_VENV ?= .model-runner-venv
+MODEL_RUNNER_STAMP := $(MODEL_RUNNER_VENV)/.installed-crunch-model-runner-$(MODEL_RUNNER_VERSION)
+
+$(MODEL_RUNNER_STAMP):
+	rm -rf $(MODEL_RUNNER_VENV)
+	$(PYTHON) -m venv $(MODEL_RUNNER_VENV)
+	$(MODEL_RUNNER_VENV)/bin/pip install -q --upgrade pip
+	$(MODEL_RUNNER_VENV)/bin/pip install -q crunch-model-runner==$(MODEL_RUNNER_VERSION)
+	$(MODEL_RUNNER_VENV)/bin/model-runner --help >/dev/null
+	touch $@
+
+model-runner-venv: $(MODEL_RUNNER_STAMP)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -127,4 +145,4 @@ test: lint
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-pg test-sqlite
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .test-db.sqlite3* demo.sqlite3*
+	rm -rf $(VENV) $(MODEL_RUNNER_VENV) staticfiles .pytest_cache .ruff_cache .test-db.sqlite3* demo.sqlite3*

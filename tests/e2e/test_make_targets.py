@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import alive, descendants, free_port, repo_copy, start, stop, user_env, wait_for
+from tests.e2e.processes import ROOT, alive, descendants, free_port, repo_copy, start, stop, user_env, wait_for
 
 VENV = Path(sys.executable).parent.parent  # the suite's virtualenv: `make` must not install another
 
@@ -95,3 +95,22 @@ def test_api_key_demo_creates_a_key_in_the_demo_database(tmp_path):
     assert "cnk_" in result.stdout
     with sqlite3.connect(repo / "demo.sqlite3") as db:
         assert db.execute("SELECT name, scope FROM reports_apikey").fetchall() == [("ci", "admin")]
+
+
+def test_model_runner_venv_is_built_once_per_version(tmp_path):
+    """`make model-runner-venv` (the real model node's virtualenv) is cached by a stamp keyed on
+    the version: nothing to do once built, a rebuild for another version. Dry runs only."""
+    venv = tmp_path / "model-runner-venv"
+
+    def dry_run(*args: str) -> subprocess.CompletedProcess:
+        argv = ["make", "-C", str(ROOT), f"MODEL_RUNNER_VENV={venv}", *args, "model-runner-venv"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    plan = dry_run("-n")
+    assert "pip install -q crunch-model-runner==0.4.2" in plan.stdout, plan.stdout + plan.stderr
+    assert dry_run("-q").returncode == 1  # not built: make would run the recipe
+
+    venv.mkdir()
+    (venv / ".installed-crunch-model-runner-0.4.2").touch()
+    assert dry_run("-q").returncode == 0  # built: nothing to do
+    assert "crunch-model-runner==0.4.3" in dry_run("-n", "MODEL_RUNNER_VERSION=0.4.3").stdout

@@ -3,8 +3,10 @@
 - `ModelNodeServicer`: the client's own generated `DynamicSubclassService` servicer, hosting one
   Python model object the way `crunch-model-runner` does (Setup, Call with the node's status
   codes, one call at a time -> RESOURCE_EXHAUSTED "Server busy"), plus gRPC health (SERVING).
-- `Orchestrator`: a WebSocket server on `/<crunch_id>` that sends the `init` event with the
+- The orchestrator: a WebSocket server on `/<crunch_id>` that sends the `init` event with the
   current model states and pushes `update` events, and records `report_failure` messages.
+  `add_node` registers a node started elsewhere (tests/e2e/test_real_model_node.py: real
+  `crunch-model-runner` processes).
 
 Everything runs on one asyncio loop in a background thread.
 """
@@ -103,6 +105,14 @@ class Harness:
         """Start a model node and record it RUNNING (sent in `init`, or pushed with `update`)."""
         port, server = self.run(self._start_node(model))
         self.servers[model_id] = server
+        return self.add_node(
+            model_id, port, name=name, cruncher_id=cruncher_id, cruncher_name=cruncher_name, deployment_id=deployment_id
+        )
+
+    def add_node(
+        self, model_id: str, port: int, *, name: str, cruncher_id: str, cruncher_name: str, deployment_id: str
+    ):
+        """Record a model node already listening on 127.0.0.1:`port` (e.g. a real one) as RUNNING."""
         self.states[model_id] = {
             "deployment_id": deployment_id,
             "model_id": model_id,

@@ -118,15 +118,22 @@ class Node:
     """One `model-runner` process serving one submission on a free loopback port."""
 
     def __init__(self, code_dir: Path) -> None:
+        self.code_dir = code_dir
+        self.launch()
+
+    def launch(self) -> None:
         env = {k: v for k, v in user_env().items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        self.port = free_port()
+        argv = [str(NODE), "--address", f"127.0.0.1:{self.port}", "--code-directory", str(self.code_dir)]
+        self.process, self.output = start([*argv, "--log-level", "info"], {**env, "PYTHONUNBUFFERED": "1"})
+
+    def wait_listening(self) -> None:
         for _attempt in range(3):  # a free port can be taken between free_port() and the bind
-            self.port = free_port()
-            argv = [str(NODE), "--address", f"127.0.0.1:{self.port}", "--code-directory", str(code_dir)]
-            self.process, self.output = start([*argv, "--log-level", "info"], {**env, "PYTHONUNBUFFERED": "1"})
             up = wait_for(lambda: self.process.poll() is not None or listening(self.port), timeout=120, interval=0.2)
             if up and self.process.poll() is None:
                 return
-            stop(self.process)
+            self.stop()
+            self.launch()
         raise AssertionError(f"model-runner never listened on 127.0.0.1:{self.port}:\n{self.output.text}")
 
     def stop(self) -> None:
@@ -137,8 +144,10 @@ class Node:
 def nodes(tmp_path):
     started = {}
     try:
-        for name, body in MODELS.items():
+        for name, body in MODELS.items():  # all four start side by side
             started[name] = Node(write_submission(tmp_path / name, body))
+        for node in started.values():
+            node.wait_listening()
         yield started
     finally:
         for node in started.values():

@@ -21,8 +21,11 @@ model leaves at once (then ABSENT).
 PostgreSQL only (slow, real subprocesses); skipped when the model node's virtualenv is not built.
 """
 
+import ctypes
 import os
+import signal
 import socket
+import subprocess
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +39,7 @@ from predictions.gateway.base import BAD_IMPLEMENTATION, CallStatus
 from predictions.gateway.remote import RemoteModelGateway
 from predictions.models import Input, Prediction
 from predictions.services import run_predict_cycle
-from tests.e2e.processes import ROOT, free_port, start, stop, user_env, wait_for
+from tests.e2e.processes import ROOT, Output, free_port, start, stop, user_env, wait_for
 from tests.factories import T0, make_config
 from tests.predictions.helpers import DIMS, fill_tape
 from tests.predictions.model_node_stub import Harness
@@ -114,6 +117,14 @@ def listening(port: int) -> bool:
         return False
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when pytest dies, so no node outlives a killed run."""
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Node:
     """One `model-runner` process serving one submission on a free loopback port."""
 
@@ -125,7 +136,15 @@ class Node:
         env = {k: v for k, v in user_env().items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         self.port = free_port()
         argv = [str(NODE), "--address", f"127.0.0.1:{self.port}", "--code-directory", str(self.code_dir)]
-        self.process, self.output = start([*argv, "--log-level", "info"], {**env, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(
+            [*argv, "--log-level", "info"],
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=die_with_parent,
+        )
+        self.output = Output(self.process)
 
     def wait_listening(self) -> None:
         for _attempt in range(3):  # a free port can be taken between free_port() and the bind

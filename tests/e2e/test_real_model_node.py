@@ -16,7 +16,9 @@ how our gateway and predict cycle record it (MODEL_RUNNER_NOTES.md §1.3, §3.3)
 | lacks `predict`          | BAD_IMPLEMENTATION             | FAILED "BAD_IMPLEMENTATION"             | FAILED MODEL_ERROR                  |
 
 With MODEL_RUNNER_REPORT_FAILURE on, BAD_IMPLEMENTATION is reported to the orchestrator and the
-model leaves at once (then ABSENT).
+model leaves at once (then ABSENT); timeouts past MODEL_RUNNER_MAX_CONSECUTIVE_TIMEOUTS are reported
+MULTIPLE_TIMEOUT; a predict that raises every cycle is never reported MULTIPLE_FAILED (the tick
+before it succeeds and resets the client's count).
 
 PostgreSQL only (slow, real subprocesses); skipped when the model node's virtualenv is not built.
 """
@@ -276,28 +278,52 @@ def test_a_predict_cycle_on_real_nodes_records_each_outcome(gateway):
     assert detail.startswith("DEADLINE_EXCEEDED"), detail
 
 
+def reported(harness) -> set[tuple[str, str]]:
+    """(model_id, failure_code) of every `report_failure` the orchestrator received."""
+    messages = [m for m in list(harness.received) if m.get("event") == "report_failure"]
+    return {(item["model_id"], item["failure_code"]) for message in messages for item in message["data"]}
+
+
 @pytest.mark.django_db
-def test_with_report_failure_a_bad_implementation_is_reported_and_leaves(harness, nodes):
-    gateway = open_gateway(harness, nodes, report_failure=True)
+def test_with_report_failure_the_client_reports_and_drops_models(harness, nodes):
+    gateway = open_gateway(harness, nodes, report_failure=True, max_consecutive_failures=1, max_consecutive_timeouts=1)
+
+    def connected() -> set[str]:
+        return {m.model_id for m in gateway.connected_models()}
+
+    def cycle(minute: int) -> dict[str, Prediction]:
+        report = run_predict_cycle(gateway=gateway, worker_id="w", now=T0 + timedelta(minutes=minute))
+        rows = Prediction.objects.filter(input_id=report.input_id).select_related("model")
+        return {p.model.name: p for p in rows}
+
     try:
         fill_tape()
         make_config(scope_key="BTC-1m", scope_template=dict(DIMS), next_run_at=T0)
-        first = run_predict_cycle(gateway=gateway, worker_id="w", now=T0)
-        missing = Prediction.objects.get(input_id=first.input_id, model__model_id=IDS["missing"])
-        assert (missing.failure_reason, missing.failure_detail) == (FailureReason.MODEL_ERROR, BAD_IMPLEMENTATION)
+        first = cycle(0)
+        assert (first["missing"].failure_reason, first["missing"].failure_detail) == (
+            FailureReason.MODEL_ERROR,
+            BAD_IMPLEMENTATION,
+        )
+        assert first["sleeping"].failure_reason == FailureReason.TIMEOUT  # 1 timeout: not past the max (1)
+        # BAD_IMPLEMENTATION is reported at once and the model dropped (the orchestrator stops it).
+        assert wait_for(lambda: (IDS["missing"], BAD_IMPLEMENTATION) in reported(harness), timeout=30)
+        assert wait_for(lambda: IDS["missing"] not in connected(), timeout=30)
 
-        reported = wait_for(lambda: [m for m in harness.received if m.get("event") == "report_failure"], timeout=30)
-        assert reported, "no report_failure reached the orchestrator"
-        failures = [item for message in reported for item in message["data"]]
-        assert {(f["model_id"], f["failure_code"]) for f in failures} == {(IDS["missing"], BAD_IMPLEMENTATION)}
-        assert IDS["missing"] not in {m.model_id for m in gateway.connected_models()}
+        second = cycle(1)
+        assert second["missing"].status == PredictionStatus.ABSENT
+        assert second["good"].status == PredictionStatus.PENDING
+        # This cycle's tick to the still-busy sleeping node is its 2nd timeout in a row (past the
+        # max): reported MULTIPLE_TIMEOUT and dropped.
+        assert wait_for(lambda: (IDS["sleeping"], "MULTIPLE_TIMEOUT") in reported(harness), timeout=30)
+        assert wait_for(lambda: IDS["sleeping"] not in connected(), timeout=30)
 
-        second = run_predict_cycle(gateway=gateway, worker_id="w", now=T0 + timedelta(minutes=1))
-        statuses = {
-            p.model.name: p.status for p in Prediction.objects.filter(input_id=second.input_id).select_related("model")
-        }
-        assert statuses["missing"] == PredictionStatus.ABSENT
-        assert statuses["good"] == PredictionStatus.PENDING
+        third = cycle(2)
+        assert third["sleeping"].status == PredictionStatus.ABSENT
+        # A predict that raises every cycle is never reported MULTIPLE_FAILED, whatever the max:
+        # the successful tick before each predict resets the client's consecutive-failure count.
+        assert third["raising"].failure_reason == FailureReason.MODEL_ERROR
+        assert IDS["raising"] in connected()
+        assert reported(harness) == {(IDS["missing"], BAD_IMPLEMENTATION), (IDS["sleeping"], "MULTIPLE_TIMEOUT")}
     finally:
         gateway.close()
 

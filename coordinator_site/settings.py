@@ -24,6 +24,11 @@ if RUNNING_TESTS:
 else:
     # `.env` is optional; real environment variables always win over it.
     environ.Env.read_env(os.environ.get("ENV_FILE", BASE_DIR / ".env"), overwrite=False)
+# prometheus-client treats a variable that is set at all as on, so an empty
+# PROMETHEUS_MULTIPROC_DIR (.env.example's default) would write counter_<pid>.db files into the
+# working directory. Empty means unset here, as everywhere else in these settings.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR", "x"):
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 # --- Core -------------------------------------------------------------------------------
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - flagged by a system check

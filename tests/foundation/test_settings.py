@@ -54,3 +54,20 @@ def test_postgres_connections_carry_an_application_name():
     if connection.vendor != "postgresql":
         return
     assert settings.DATABASES["default"]["OPTIONS"]["application_name"].startswith("coordinator:")
+
+
+def test_an_empty_metrics_directory_means_in_process_metrics(manage_py, tmp_path):
+    # .env.example ships `PROMETHEUS_MULTIPROC_DIR=`: prometheus-client alone would treat it as
+    # set and write counter_<pid>.db files into the working directory.
+    code = "from coordinator_site import metrics; metrics.FEED_RECORDS.labels('s').inc(); print('ok')"
+    result = subprocess.run(
+        [*manage_py, "shell", "-c", code],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": ""},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert list(tmp_path.iterdir()) == []

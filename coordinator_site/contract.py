@@ -178,6 +178,22 @@ class MissingPredictionPolicy(BaseModel):
     value: float | None = None
 
 
+class ScorePassSettings(BaseModel):
+    """A pass over each Input's scored predictions after scoring (scoring/postprocess.py):
+    `none`, `cap` (raw values capped at `cap_percentile` on the worse side) or `normalise`
+    (best 1, the worst `worst_fraction` 0, linear between; after the cap when one is given).
+    `raw_direction` is the scoring function's (default: the ranking direction); normalised
+    values are "higher is better", so normalising needs `ranking_direction="desc"`.
+    SCORE_PASS and SCORE_PASS_CAP_PERCENTILE override mode and cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["none", "cap", "normalise"] = "none"
+    cap_percentile: float | None = Field(default=None, gt=0, le=100)
+    worst_fraction: float = Field(default=0.05, ge=0, lt=1)
+    raw_direction: Literal["asc", "desc"] | None = None
+
+
 class CrunchContract(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
@@ -190,6 +206,7 @@ class CrunchContract(BaseModel):
     aggregation: Aggregation
     emission: EmissionSettings
     missing_prediction_policy: MissingPredictionPolicy = MissingPredictionPolicy()
+    score_pass: ScorePassSettings = ScorePassSettings()
     callables: dict[str, str | None]
 
     @field_validator("callables")

@@ -271,6 +271,10 @@ SNAPSHOT_PERIOD_SECONDS = env.int("SNAPSHOT_PERIOD_SECONDS", default=3600)
 LEADERBOARD_HISTORY = env.int("LEADERBOARD_HISTORY", default=200)
 # worst | exclude | a number (fixed score). Empty -> the contract's policy.
 MISSING_PREDICTION_POLICY = env.str("MISSING_PREDICTION_POLICY", default="")
+# Score pass over each Input's scores (scoring/postprocess.py): none | cap | normalise, and the
+# cap percentile (a number in (0, 100] or "none"). Empty -> the contract's score_pass.
+SCORE_PASS = env.str("SCORE_PASS", default="")
+SCORE_PASS_CAP_PERCENTILE = env.str("SCORE_PASS_CAP_PERCENTILE", default="")
 
 # --- Checkpoints (DESIGN.md §9) ---------------------------------------------------------
 CHECKPOINT_INTERVAL_SECONDS = env.int("CHECKPOINT_INTERVAL_SECONDS", default=604800)

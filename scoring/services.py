@@ -46,6 +46,7 @@ from scoring.aggregation import merge_summaries
 from scoring.hashing import leaf_hash, snapshot_document
 from scoring.models import Leaderboard, Score, Snapshot, SnapshotSeal
 from scoring.policy import MissingPolicy, missing_policy
+from scoring.postprocess import ScorePass, score_pass
 from scoring.selectors import window_aggregates
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ class ScoringContext:
         self.scorer = get_callable("SCORING_FUNCTION")
         self.aggregator = get_callable("MODEL_SCORE_AGGREGATOR")
         self.policy: MissingPolicy = missing_policy()
+        self.score_pass: ScorePass = score_pass()
         self.grace = timedelta(seconds=settings.GROUND_TRUTH_GRACE_SECONDS)
 
 
@@ -361,13 +363,31 @@ def score_outcome(ctx: ScoringContext, outcome: InputOutcome) -> None:
         elif row.status in (PredictionStatus.FAILED, PredictionStatus.ABSENT):
             reason = row.failure_reason or row.status
             missing.append((row, row.status, reason, row.failure_detail))
+    audit: dict[str, Any] = {}
+    if ctx.score_pass.active:
+        values, audit = apply_pass(ctx, outcome.scores, values)
     penalty = ctx.policy.penalty(values, direction=ctx.direction)
+    if penalty is not None and ctx.score_pass.mode == "normalise" and ctx.policy.mode == "worst":
+        penalty = 0.0  # the bottom of the normalised scale, even when every answer tied at 1
     for row, status, reason, detail in missing:
         outcome.penalised += penalty is not None
-        result = {"status": status, "detail": detail[:DETAIL_MAX], "policy": ctx.policy.mode}
+        result = {"status": status, "detail": detail[:DETAIL_MAX], "policy": ctx.policy.mode, **audit}
         outcome.scores.append(
             _score_row(input_, row, ctx, value=penalty, result=result, success=False, failed_reason=reason)
         )
+
+
+def apply_pass(ctx: ScoringContext, scores: list[ScoreRow], raw: list[float]) -> tuple[list[float], dict[str, Any]]:
+    """The score pass over one Input's successful scores (population = the Input's answered
+    predictions, before any missing-answer penalty): each Score gets the passed value, its
+    result keeps the scorer's value as `raw_value`. Returns the passed values and what a
+    missing answer's result records (`raw_value`: the policy's value on the raw scores)."""
+    passed = ctx.score_pass.apply(raw)
+    for score, raw_value, value in zip(scores, raw, passed, strict=True):
+        result = {**score.result, ctx.value_field: value, "raw_value": raw_value, "score_pass": ctx.score_pass.mode}
+        score.value, score.result, score.result_json = value, result, RESULT_ENCODER.encode(result)
+    raw_penalty = ctx.policy.penalty(raw, direction=ctx.score_pass.raw_direction)
+    return passed, {"raw_value": raw_penalty, "score_pass": ctx.score_pass.mode}
 
 
 def expire_input(ctx: ScoringContext, outcome: InputOutcome) -> None:

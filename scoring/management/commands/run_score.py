@@ -15,6 +15,7 @@ from django.utils import timezone
 from coordinator_site import metrics, wakeup
 from coordinator_site.worker import UnitResult, WorkerCommand
 from scoring.policy import missing_policy
+from scoring.postprocess import score_pass
 from scoring.selectors import seconds_until_next_resolvable
 from scoring.services import rebuild_leaderboard, score_batch
 
@@ -34,6 +35,7 @@ class Command(WorkerCommand):
 
     def setup(self, options: dict) -> None:
         missing_policy()  # an unusable MISSING_PREDICTION_POLICY stops the worker at start
+        score_pass()  # and so does an unusable SCORE_PASS / contract score_pass
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.once = options["once"]
         self.dirty = True

@@ -1,7 +1,7 @@
 """Contracts the score-pass and CRPS tests wire in through CRUNCH_CONTRACT."""
 
 from coordinator_site.contract import STARTER_CONTRACT, ScorePassSettings
-from scoring.distributions import EnsembleForecast, QuantileForecast
+from scoring.distributions import EnsembleForecast, QuantileForecast, quantile_forecast_type
 
 _CALLABLES = STARTER_CONTRACT.callables
 
@@ -30,5 +30,16 @@ BRIER_NORMALISED = STARTER_CONTRACT.model_copy(
     update={
         "aggregation": STARTER_CONTRACT.aggregation.model_copy(update={"ranking_direction": "desc"}),
         "score_pass": ScorePassSettings(mode="normalise", raw_direction="asc", cap_percentile=90),
+    }
+)
+
+# The example contract of docs/rules.md: a fixed grid of levels, normalised per Input.
+CRPS_QUANTILE_GRID = STARTER_CONTRACT.model_copy(
+    update={
+        "name": "BTC return distribution",
+        "output_type": quantile_forecast_type([0.05, 0.25, 0.5, 0.75, 0.95]),
+        "aggregation": STARTER_CONTRACT.aggregation.model_copy(update={"ranking_direction": "desc"}),
+        "score_pass": ScorePassSettings(mode="normalise", raw_direction="asc"),
+        "callables": {**_CALLABLES, "SCORING_FUNCTION": "scoring.functions:crps_quantile_score"},
     }
 )

@@ -201,3 +201,24 @@ def test_output_types_accept_integers_and_keep_their_shape():
     forecast = QuantileForecast.model_validate({"quantiles": {"0.5": 1, "0.9": 2}})
     assert forecast.pairs() == [(0.5, 1.0), (0.9, 2.0)]
     assert EnsembleForecast.model_validate({"samples": [1, 2.5]}).samples == [1.0, 2.5]
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ({"quantiles": {"0.25": 1.0, "0.75": 0.5}}, "not monotone"),
+        ({"quantiles": {}}, "empty"),
+        ({"quantiles": {"0.5": float("nan")}}, "NaN"),
+        ({"samples": []}, "empty"),
+    ],
+)
+def test_the_predict_worker_refuses_junk_distributions_as_invalid_output(output, reason):
+    from predictions.defaults import validate_output
+    from predictions.services import validated_output
+
+    output_type = EnsembleForecast if "samples" in output else QuantileForecast
+    with pytest.raises(ValueError, match=reason):
+        validated_output(output, validator=validate_output, output_type=output_type)
+    good = {"quantiles": {"0.5": 1.0, "0.9": 2}}
+    stored = validated_output(good, validator=validate_output, output_type=QuantileForecast)
+    assert stored == {"quantiles": {"0.5": 1.0, "0.9": 2.0}}

@@ -174,3 +174,20 @@ def test_without_a_pass_scores_are_stored_as_before(tape):
     by_model = scores(input_)
     assert by_model["a"].result == {"value": pytest.approx(0.01), "p_up": 0.9, "outcome": 1.0}
     assert "raw_value" not in by_model["b"].result
+
+
+def test_the_docs_example_contract_scores_its_grid_and_refuses_another(settings, tape):
+    settings.CRUNCH_CONTRACT = "tests.scoring.contracts:CRPS_QUANTILE_GRID"
+    input_ = make_scoring_input(scheduled_for=T0)
+    grid = ("0.05", "0.25", "0.5", "0.75", "0.95")
+    sharp, wide, off_grid = (make_model(model_id=name) for name in ("sharp", "wide", "off_grid"))
+    answer(input_, sharp, {"quantiles": dict(zip(grid, (0.03, 0.035, 0.04, 0.045, 0.05), strict=True))})
+    answer(input_, wide, {"quantiles": dict(zip(grid, (-0.1, -0.05, 0.0, 0.05, 0.1), strict=True))})
+    answer(input_, off_grid, {"quantiles": {"0.1": 0.0, "0.5": 0.04, "0.9": 0.08}})
+    result = score_batch(worker="w", batch=10, now=NOW)
+    assert (result.scored, result.scoring_errors) == (2, 1)
+    by_model = scores(input_)
+    assert (by_model["sharp"].value, by_model["wide"].value, by_model["off_grid"].value) == (1.0, 0.0, 0.0)
+    assert by_model["sharp"].result["raw_value"] < by_model["wide"].result["raw_value"]
+    detail = Prediction.objects.get(model=off_grid).failure_detail
+    assert "quantile levels must be exactly 0.05, 0.25, 0.5, 0.75, 0.95" in detail

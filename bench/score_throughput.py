@@ -57,12 +57,12 @@ def seed_round_data(*, inputs: int, models: int) -> int:
         cursor.execute(
             """
             INSERT INTO predictions_input (config_id, scheduled_for, raw_data, scope, as_of, received_at,
-                resolvable_at, status, claimed_by, attempts, last_error)
+                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason)
             SELECT %s, %s + g * interval '1 minute', '{}'::jsonb,
                    '{"source": "synthetic", "subject": "BTC", "kind": "candle", "granularity": "1m",
                      "scope_key": "BTC-bench", "horizon_seconds": 300, "step_seconds": 60}'::jsonb,
                    %s + g * interval '1 minute', %s + g * interval '1 minute',
-                   %s + g * interval '1 minute' + interval '5 minutes', 'RECEIVED', '', 0, ''
+                   %s + g * interval '1 minute' + interval '5 minutes', 'RECEIVED', '', 0, '', ''
             FROM generate_series(0, %s) AS g
             """,
             [config.pk, start, start, start, start, inputs - 1],
@@ -156,7 +156,7 @@ def seed_scores(*, target: int) -> int:
         cursor.execute(
             """
             INSERT INTO predictions_input (config_id, scheduled_for, raw_data, scope, as_of, received_at,
-                resolvable_at, status, claimed_by, attempts, last_error)
+                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason)
             SELECT %s, %s - g * (interval '7 days' / %s), '{}'::jsonb, '{}'::jsonb, NULL,
                    %s - g * (interval '7 days' / %s), %s - g * (interval '7 days' / %s), 'RESOLVED', '', 0, ''
             FROM generate_series(1, %s) AS g

@@ -688,6 +688,8 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
             "SCORE_MAX_ATTEMPTS": settings.SCORE_MAX_ATTEMPTS,
             "CRUNCH_CONTRACT": settings.CRUNCH_CONTRACT,
             "MISSING_PREDICTION_POLICY": settings.MISSING_PREDICTION_POLICY,
+            "SCORE_PASS": settings.SCORE_PASS,
+            "SCORE_PASS_CAP_PERCENTILE": settings.SCORE_PASS_CAP_PERCENTILE,
             "slots": {k: v for k, v in settings.CALLABLE_OVERRIDES.items() if v},
         },
         "copied": copied,

@@ -30,8 +30,13 @@ from coordinator_site.contract import SLOT_PARAMETERS
 from replay.engine import ReplaySpec
 from replay.models import ReplayKind, ReplayReport
 
-# What a what-if may change: any contract slot, the missing-answer policy, the contract itself.
-OVERRIDABLE = frozenset(SLOT_PARAMETERS) | {"MISSING_PREDICTION_POLICY", "CRUNCH_CONTRACT"}
+# What a what-if may change: any contract slot, the missing-answer policy, the score pass, the contract itself.
+OVERRIDABLE = frozenset(SLOT_PARAMETERS) | {
+    "MISSING_PREDICTION_POLICY",
+    "SCORE_PASS",
+    "SCORE_PASS_CAP_PERCENTILE",
+    "CRUNCH_CONTRACT",
+}
 STORED_ACTUALS_RESOLVER = "replay.resolver:stored_actuals"
 CHILD_TIMEOUT_SECONDS = 6 * 3600
 

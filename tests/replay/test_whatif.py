@@ -72,6 +72,10 @@ def test_a_what_if_with_log_loss_swaps_the_ranks_and_rewards_computed_by_hand():
 
 def test_a_what_if_with_the_exclude_policy_is_accepted_and_unknown_slots_are_refused():
     assert parse_overrides(["MISSING_PREDICTION_POLICY=exclude"]) == {"MISSING_PREDICTION_POLICY": "exclude"}
+    assert parse_overrides(["SCORE_PASS=cap", "SCORE_PASS_CAP_PERCENTILE=95"]) == {
+        "SCORE_PASS": "cap",
+        "SCORE_PASS_CAP_PERCENTILE": "95",
+    }
     with pytest.raises(ReplayError, match="not overridable"):
         parse_overrides(["DATABASE_URL=sqlite:///x"])
     with pytest.raises(ReplayError, match="NAME=VALUE"):

@@ -105,3 +105,20 @@ def check_settlement_chains(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_ground_truth_fetch(app_configs=None, **kwargs):
+    """The resolver's gap-fetch bounds (docs/scoring.md "Gap fetch") are durations. However long the
+    time box, a batch's fetches are cut off at half its lease (SCORE_LEASE_SECONDS) at run time."""
+    errors = []
+    for name in ("GROUND_TRUTH_FETCH_TIMEOUT_SECONDS", "GROUND_TRUTH_FETCH_INTERVAL_SECONDS"):
+        if getattr(settings, name) < 0:
+            errors.append(
+                Error(
+                    f"{name}={getattr(settings, name):g} must be >= 0",
+                    hint="GROUND_TRUTH_FETCH_TIMEOUT_SECONDS=0 turns the resolver's provider fetch off.",
+                    id="coordinator.E030",
+                )
+            )
+    return errors

@@ -261,6 +261,14 @@ PREDICT_LEASE_SECONDS = env.int("PREDICT_LEASE_SECONDS", default=60)
 # --- Score (DESIGN.md §8) ---------------------------------------------------------------
 GROUND_TRUTH_GRACE_SECONDS = env.int("GROUND_TRUTH_GRACE_SECONDS", default=3600)
 SCORE_LEASE_SECONDS = env.int("SCORE_LEASE_SECONDS", default=120)
+# Tape-first recovery (docs/scoring.md "Gap fetch"): when the tape lacks a price a ground truth needs,
+# the resolver asks the stream's provider for that window: one fetch per stream per score batch, each
+# time-boxed (0 turns the fetch off; a batch stops asking at half its lease in any case), a stream
+# asked at most once per interval across all workers, and only for these sources (history that is a
+# record of the market).
+GROUND_TRUTH_FETCH_TIMEOUT_SECONDS = env.float("GROUND_TRUTH_FETCH_TIMEOUT_SECONDS", default=5.0)
+GROUND_TRUTH_FETCH_INTERVAL_SECONDS = env.float("GROUND_TRUTH_FETCH_INTERVAL_SECONDS", default=60.0)
+GROUND_TRUTH_FETCH_SOURCES = env.list("GROUND_TRUTH_FETCH_SOURCES", default=["pyth", "binance"])
 # On PostgreSQL an idle worker sleeps until its next due time or a notification, but never longer
 # than this (a lost notification, or work it cannot foresee, waits at most this long).
 WAKEUP_FALLBACK_SECONDS = env.float("WAKEUP_FALLBACK_SECONDS", default=5.0)

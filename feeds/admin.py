@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from coordinator_site.admin_utils import ReadOnlyAdmin, pretty_json
-from feeds.models import BackfillJob, FeedIngestionState, FeedRecord
+from feeds.models import BackfillJob, FeedIngestionState, FeedRecord, TapeRecovery
 
 DIM_FILTERS = ["source", "subject", "kind", "granularity"]
 
@@ -30,6 +30,24 @@ class FeedIngestionStateAdmin(ReadOnlyAdmin):
         "last_polled_at",
         "consecutive_errors",
         "last_error_at",
+    ]
+    list_filter = DIM_FILTERS
+    search_fields = ["subject", "last_error"]
+
+
+@admin.register(TapeRecovery)
+class TapeRecoveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "source",
+        "subject",
+        "kind",
+        "granularity",
+        "last_fetch_at",
+        "window_start",
+        "window_end",
+        "records_written",
+        "fetches",
+        "next_fetch_at",
     ]
     list_filter = DIM_FILTERS
     search_fields = ["subject", "last_error"]

@@ -69,6 +69,33 @@ class FeedIngestionState(FeedDimensions):
         return f"{self.dims_label} watermark {self.last_event_ts}"
 
 
+class TapeRecovery(FeedDimensions):
+    """The resolver's asks for a price missing from one stream's tape (docs/feeds.md "Gap fetch").
+
+    One row per stream, claimed with a conditional UPDATE on `next_fetch_at`, so however many score
+    workers run, a stream's provider is asked at most once per GROUND_TRUTH_FETCH_INTERVAL_SECONDS.
+    Kept apart from FeedIngestionState: that row is the feed worker's (schedule, health), this one
+    the score worker's."""
+
+    # Not asked again before this time: the interval after an ask, or the server's Retry-After.
+    next_fetch_at = models.DateTimeField(null=True, blank=True)
+    last_fetch_at = models.DateTimeField(null=True, blank=True)
+    window_start = models.DateTimeField(null=True, blank=True)  # the last window asked for, [start, end)
+    window_end = models.DateTimeField(null=True, blank=True)
+    records_written = models.PositiveIntegerField(default=0)  # by the last ask
+    fetches = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")  # of the last ask ("" when it answered)
+    elapsed_ms = models.PositiveIntegerField(default=0)  # of the last ask
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "subject", "kind", "granularity"], name="taperecovery_dims"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dims_label} gap fetches {self.fetches}"
+
+
 class BackfillJob(FeedDimensions):
     """A resumable history download over [start, end); `cursor` is the next ts_event to fetch."""
 

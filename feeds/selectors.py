@@ -114,23 +114,35 @@ def latest(dims: FeedDims, n: int, *, until: datetime | None = None) -> list[Fee
     return newest
 
 
-def price_at_or_fetch(dims: FeedDims, t: datetime, *, lookback_bars: int = 10) -> TapePrice | None:
+def price_at_or_fetch(
+    dims: FeedDims, t: datetime, *, lookback_bars: int = 10, timeout: float | None = None
+) -> TapePrice | None:
     """`price_at`, but when the tape has nothing the provider is asked once and what it returns is stored.
 
-    The plain `price_at` stays a pure index read; only a miss costs a provider call (logged by
-    `store_from_provider`). Provider errors propagate: the caller decides whether to retry later.
+    The plain `price_at` stays a pure index read; only a miss costs a provider call, through
+    `feeds.services.fetch_gap` (time-boxed to `timeout`, default FEED_HTTP_TIMEOUT_SECONDS, and at
+    most one ask per stream per GROUND_TRUTH_FETCH_INTERVAL_SECONDS). A failed or skipped ask
+    leaves the tape as it was: the result is then None, and the caller may retry later.
     """
     found = price_at(dims, t)
     if found is not None:
         return found
-    from feeds.services import store_from_provider  # a write, kept out of the read path's imports
+    from django.conf import settings
+
+    from feeds.services import fetch_gap  # a write, kept out of the read path's imports
 
     bar = timedelta(seconds=granularity_seconds(dims.granularity))
     if dims.kind == "candle":
         start, end = t - lookback_bars * bar, t - bar + timedelta(microseconds=1)
     else:
         start, end = t - max(lookback_bars * bar, timedelta(minutes=1)), t + timedelta(microseconds=1)
-    store_from_provider(dims=dims, start=start, end=end, limit=lookback_bars * 60)
+    fetch_gap(
+        dims=dims,
+        start=start,
+        end=end,
+        timeout=settings.FEED_HTTP_TIMEOUT_SECONDS if timeout is None else timeout,
+        limit=lookback_bars * 60,
+    )
     return price_at(dims, t)
 
 

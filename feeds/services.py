@@ -8,9 +8,12 @@ import json
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -21,9 +24,16 @@ from django.utils import timezone
 from coordinator_site.boundary import Rejected, escape_text
 from feeds.choices import BackfillStatus
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
-from feeds.models import BackfillJob, FeedIngestionState, FeedRecord
-from feeds.providers import FeedProvider, ProviderConfigError, ProviderError, ProviderRateLimited, get_provider
-from feeds.providers.base import Rejections, check_record, collect_rejections, report_rejections
+from feeds.models import BackfillJob, FeedIngestionState, FeedRecord, TapeRecovery
+from feeds.providers import (
+    FeedProvider,
+    ProviderConfigError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    get_provider,
+)
+from feeds.providers.base import Rejections, check_record, collect_rejections, http_timeout, report_rejections
 
 log = logging.getLogger("feeds")
 
@@ -419,13 +429,110 @@ def record_stream_rejections(*, dims: FeedDims, rejected: Rejections) -> None:
     )
 
 
-def store_from_provider(*, dims: FeedDims, start: datetime, end: datetime, limit: int | None = None) -> int:
-    """Ask the stream's provider once for [start, end) and store what it returns (tape fallback)."""
-    provider = get_provider(dims.source)
-    page = provider.fetch(dims, start, end, limit or settings.FEED_PAGE_SIZE)
-    written = ingest_records(page)
-    log.info("tape fallback: asked %s for [%s, %s), stored %d record(s)", dims, start, end, written)
-    return written
+# --- gap fetch (the resolver's tape-first recovery) --------------------------------------------
+
+
+@dataclass
+class GapFetch:
+    """What one `fetch_gap` call did (its caller logs it; the stream's TapeRecovery row keeps the last ask)."""
+
+    dims: FeedDims
+    start: datetime
+    end: datetime
+    asked: bool = False  # a request went to the provider
+    written: int = 0  # records stored from its answer
+    error: str = ""  # why the ask failed ("" when it answered, even with nothing)
+    skipped: str = ""  # why nothing was asked (another ask of this stream is too recent)
+    seconds: float = 0.0
+
+
+def fetch_gap(
+    *,
+    dims: FeedDims,
+    start: datetime,
+    end: datetime,
+    timeout: float,
+    min_interval: float | None = None,
+    limit: int | None = None,
+) -> GapFetch:
+    """Ask the stream's provider once for [start, end) and store what it returns through `ingest_records`.
+
+    Bounded twice. Per stream: at most one ask per `min_interval` seconds (default
+    GROUND_TRUTH_FETCH_INTERVAL_SECONDS) across every process, claimed with a conditional UPDATE
+    of the stream's TapeRecovery row; when that is not due nothing is asked (`skipped` says until
+    when). In time: the provider runs in a daemon thread with `timeout` seconds (each of its HTTP
+    requests waits at most that long too); an answer later than that is dropped, never stored, so
+    a hanging provider costs the caller `timeout`, not its own timeouts. A 429 pushes the stream's
+    next ask to the server's Retry-After. Never raises: the error is returned and kept on the row.
+    The network call runs outside any transaction; its page is stored in one (ingest)."""
+    outcome = GapFetch(dims, start, end)
+    now = timezone.now()
+    interval = settings.GROUND_TRUTH_FETCH_INTERVAL_SECONDS if min_interval is None else min_interval
+    if timeout <= 0:
+        outcome.skipped = "no time left for a fetch"
+        return outcome
+    row, _ = TapeRecovery.objects.get_or_create(**dims.as_filter())
+    due = Q(next_fetch_at__isnull=True) | Q(next_fetch_at__lte=now)
+    claimed = TapeRecovery.objects.filter(due, pk=row.pk).update(
+        next_fetch_at=now + timedelta(seconds=interval),
+        last_fetch_at=now,
+        window_start=start,
+        window_end=end,
+        fetches=F("fetches") + 1,
+        records_written=0,
+        last_error="",
+        elapsed_ms=0,
+    )
+    if not claimed:
+        outcome.skipped = f"asked at {row.last_fetch_at.isoformat() if row.last_fetch_at else '?'}; not again before "
+        outcome.skipped += row.next_fetch_at.isoformat() if row.next_fetch_at else "?"
+        return outcome
+    outcome.asked = True
+    began = time.monotonic()
+    retry_at = None
+    try:
+        page = _fetch_within(dims, start, end, limit or settings.FEED_PAGE_SIZE, timeout)
+        outcome.written = ingest_records(page)
+    except Exception as exc:  # a provider error, the time box, or whatever one bad answer raises
+        if not isinstance(exc, ProviderError):
+            log.warning("gap fetch %s: unexpected error", dims, exc_info=True)
+        if isinstance(exc, ProviderRateLimited):
+            retry_at = now + timedelta(seconds=max(interval, exc.retry_after))
+        outcome.error = escape_text(f"{type(exc).__name__}: {exc}")
+    outcome.seconds = time.monotonic() - began
+    TapeRecovery.objects.filter(pk=row.pk).update(
+        records_written=outcome.written,
+        last_error=outcome.error,
+        elapsed_ms=round(outcome.seconds * 1000),
+        **({"next_fetch_at": retry_at} if retry_at else {}),
+    )
+    what = f"error: {outcome.error}" if outcome.error else f"stored {outcome.written} record(s)"
+    log.info("gap fetch: asked %s for [%s, %s) in %.2fs, %s", dims, start, end, outcome.seconds, what)
+    return outcome
+
+
+def _fetch_within(dims: FeedDims, start: datetime, end: datetime, limit: int, timeout: float) -> list:
+    """`provider.fetch` in a daemon thread, waited for at most `timeout` seconds (ProviderUnavailable after).
+
+    The thread only talks to the provider (no database): a late answer is simply dropped."""
+    answer: dict[str, Any] = {}
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            with http_timeout(timeout):
+                answer["page"] = get_provider(dims.source).fetch(dims, start, end, limit)
+        except BaseException as exc:  # handed to the caller's thread
+            answer["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=ask, name=f"gap-fetch {dims}", daemon=True).start()
+    if not done.wait(timeout):
+        raise ProviderUnavailable(f"{dims.source}: no answer within the {timeout:g}s time box")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["page"]
 
 
 # --- retention ----------------------------------------------------------------------------

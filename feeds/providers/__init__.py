@@ -6,6 +6,8 @@ returning `NormalizedRecord`s; see `feeds.providers.base.FeedProvider`.
 
 from importlib import import_module
 
+from django.conf import settings
+
 from feeds.providers.base import (
     FeedProvider,
     ProviderConfigError,
@@ -31,6 +33,7 @@ __all__ = [
     "ProviderUnavailable",
     "StreamingProvider",
     "get_provider",
+    "history_available",
     "streaming_kinds",
 ]
 
@@ -43,6 +46,16 @@ STREAM_KINDS = {"pyth": frozenset({"tick"}), "binance": frozenset({"tick", "cand
 def streaming_kinds(source: str) -> frozenset[str]:
     """The kinds `source` streams in FEED_MODE=stream (empty: polled only)."""
     return STREAM_KINDS.get(source, frozenset())
+
+
+def history_available(source: str) -> bool:
+    """True when `source`'s `fetch` can be asked without a missing setting (pyth pages history from
+    PYTH_HISTORY_URL, csv from FEED_CSV_PATH; binance and synthetic need none). Asks nothing."""
+    if source == "pyth":
+        return bool(settings.PYTH_HISTORY_URL)
+    if source == "csv":
+        return bool(settings.FEED_CSV_PATH)
+    return source in PROVIDERS
 
 
 def get_provider(source: str) -> FeedProvider:

@@ -364,12 +364,33 @@ def retry_after_seconds(headers: Any, default: float = 60.0) -> float:
         return default
 
 
+_timeout_cap: ContextVar[float | None] = ContextVar("feeds_http_timeout_cap", default=None)
+
+
+@contextmanager
+def http_timeout(seconds: float) -> Iterator[None]:
+    """Requests made inside the block (in this thread) wait at most `seconds` per request, not
+    FEED_HTTP_TIMEOUT_SECONDS: a time-boxed fetch (the resolver's gap fetch) gives up no later than its box."""
+    token = _timeout_cap.set(seconds)
+    try:
+        yield
+    finally:
+        _timeout_cap.reset(token)
+
+
+def request_timeout() -> float:
+    """Seconds one HTTP request may wait: FEED_HTTP_TIMEOUT_SECONDS, or less inside `http_timeout`."""
+    cap = _timeout_cap.get()
+    return settings.FEED_HTTP_TIMEOUT_SECONDS if cap is None else min(cap, settings.FEED_HTTP_TIMEOUT_SECONDS)
+
+
 def get_json(url: str, *, params: Any = None, headers: dict | None = None, what: str) -> Any:
     """GET a JSON document, mapping failures onto the provider errors the worker understands."""
+    timeout = request_timeout()
     try:
-        response = requests.get(url, params=params, headers=headers, timeout=settings.FEED_HTTP_TIMEOUT_SECONDS)
+        response = requests.get(url, params=params, headers=headers, timeout=timeout)
     except requests.Timeout as exc:
-        raise ProviderUnavailable(f"{what}: timed out after {settings.FEED_HTTP_TIMEOUT_SECONDS}s ({exc})") from exc
+        raise ProviderUnavailable(f"{what}: timed out after {timeout:g}s ({exc})") from exc
     except requests.RequestException as exc:
         raise ProviderUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
     check_status(response, what=what)

@@ -34,6 +34,7 @@ from feeds.providers.base import (
     RecordRejected,
     from_epoch,
     parse_page,
+    request_timeout,
     retry_after_seconds,
 )
 
@@ -77,7 +78,7 @@ class BinanceProvider:
         self.client = Client(
             settings.BINANCE_API_KEY or None,
             settings.BINANCE_API_SECRET or None,
-            requests_params={"timeout": settings.FEED_HTTP_TIMEOUT_SECONDS},
+            requests_params={"timeout": request_timeout()},
             ping=False,
         )
         if settings.BINANCE_API_URL:

@@ -79,7 +79,7 @@ def test_a_miss_asks_the_provider_once_and_stores_what_it_returns(caplog):
     assert (found.price, found.at) == (expected, T0 + 5 * M)
     assert again == found
     assert FeedRecord.objects.count() == 9  # the lookback page (bars opening in [t-10 bars, t-1 bar]), stored
-    asked = [r.getMessage() for r in caplog.records if "tape fallback" in r.getMessage()]
+    asked = [r.getMessage() for r in caplog.records if "gap fetch" in r.getMessage()]
     assert len(asked) == 1
     assert "stored 9 record(s)" in asked[0]
 

@@ -529,7 +529,7 @@ def _fetch_within(dims: FeedDims, start: datetime, end: datetime, limit: int, ti
 
     threading.Thread(target=ask, name=f"gap-fetch {dims}", daemon=True).start()
     if not done.wait(timeout):
-        raise ProviderUnavailable(f"{dims.source}: no answer within the {timeout:g}s time box")
+        raise ProviderUnavailable(f"{dims.source}: no answer within the {timeout:.2f}s time box")
     if "error" in answer:
         raise answer["error"]
     return answer["page"]

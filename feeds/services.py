@@ -455,7 +455,7 @@ def fetch_gap(
     min_interval: float | None = None,
     limit: int | None = None,
 ) -> GapFetch:
-    """Ask the stream's provider once for [start, end) and store what it returns through `ingest_records`.
+    """Ask the stream's provider once for [start, end) and store the records the tape lacks through `ingest_records`.
 
     Bounded twice. Per stream: at most one ask per `min_interval` seconds (default
     GROUND_TRUTH_FETCH_INTERVAL_SECONDS) across every process, claimed with a conditional UPDATE
@@ -492,7 +492,13 @@ def fetch_gap(
     retry_at = None
     try:
         page = _fetch_within(dims, start, end, limit or settings.FEED_PAGE_SIZE, timeout)
-        outcome.written = ingest_records(page)
+        # It fills the tape, never rewrites it: a stored record may already have priced an Input.
+        stored = set(
+            FeedRecord.objects.filter(**dims.as_filter(), ts_event__gte=start, ts_event__lt=end).values_list(
+                "ts_event", flat=True
+            )
+        )
+        outcome.written = ingest_records([r for r in page if r.ts_event not in stored])
     except Exception as exc:  # a provider error, the time box, or whatever one bad answer raises
         if not isinstance(exc, ProviderError):
             log.warning("gap fetch %s: unexpected error", dims, exc_info=True)

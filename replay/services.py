@@ -118,6 +118,7 @@ def child_environment(*, scratch_url: str, overrides: dict[str, str], reresolve:
         DATABASE_URL=scratch_url,
         REPLAY_SOURCE_DATABASE_URL=database_url(connection.settings_dict),
         LEADERBOARD_HISTORY="1000000",  # keep every replayed board for the comparison
+        GROUND_TRUTH_FETCH_TIMEOUT_SECONDS="0",  # re-resolving reads the copied tape: no provider is asked
         PYTHONUNBUFFERED="1",
     )
     if not reresolve and "GROUND_TRUTH_RESOLVER" not in overrides:

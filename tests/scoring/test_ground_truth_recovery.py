@@ -110,19 +110,20 @@ def test_a_gap_at_the_horizon_is_filled_from_binance_stored_through_ingest_and_s
     assert input_.actuals["resolved_record_id"] == fetched.id
     assert fetched.values["close"] == 68409.9
     assert fetched.meta == {"trades": 1533}
-    # Through the ingest path: the bar already on the tape is not duplicated, the watermark and the
-    # maintained count moved by the one new bar.
-    assert FeedRecord.objects.filter(**BINANCE, ts_event=T0 + 3 * BAR).count() == 1
+    # Through the ingest path, filling only: the bar already on the tape keeps its values (it is not
+    # rewritten nor duplicated); the watermark and the maintained count moved by the one new bar.
+    kept = FeedRecord.objects.get(**BINANCE, ts_event=T0 + 3 * BAR)
+    assert kept.values == {"open": 68407.8, "high": 68407.8, "low": 68407.8, "close": 68407.8, "volume": 1.0}
     assert FeedRecord.objects.filter(**BINANCE).count() == 8
     state = FeedIngestionState.objects.get(**BINANCE)
     assert (state.last_event_ts, state.record_count) == (T0 + 4 * BAR, 1)
     recovery = TapeRecovery.objects.get(**BINANCE)
-    assert (recovery.fetches, recovery.records_written, recovery.last_error) == (1, 2, "")
+    assert (recovery.fetches, recovery.records_written, recovery.last_error) == (1, 1, "")
     assert (recovery.window_start, recovery.window_end) == (start, end)
     assert recovery.next_fetch_at == NOW + timedelta(seconds=60)
     assert [p.status for p in Prediction.objects.filter(input=input_)] == [PredictionStatus.SCORED] * 2
     assert len(gap_fetch_lines(caplog)) == 1
-    assert "stored 2 record(s)" in gap_fetch_lines(caplog)[0]
+    assert "stored 1 record(s)" in gap_fetch_lines(caplog)[0]
 
 
 def test_a_missing_pyth_bar_is_fetched_from_the_udf_history(settings, httpserver, models):
@@ -236,7 +237,8 @@ def test_a_hanging_provider_costs_the_time_box_and_its_thread_ends(settings, han
     assert (result.resolved, result.deferred) == (1, 2)
     recovery = TapeRecovery.objects.get(**BINANCE)
     assert recovery.fetches == 1
-    assert "time box" in recovery.last_error
+    # Whichever ends first, the wait (the box) or the request's own timeout (also the box): the same.
+    assert "time box" in recovery.last_error or "(read timeout=1)" in recovery.last_error, recovery.last_error
     # The abandoned request was given the box as its own timeout: its thread ends soon after.
     deadline = time.monotonic() + 10
     while any(t.name.startswith("gap-fetch") for t in threading.enumerate()) and time.monotonic() < deadline:

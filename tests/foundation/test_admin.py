@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from checkpoints.models import CheckpointLeaf, CheckpointTransition
-from feeds.models import BackfillJob
+from feeds.models import BackfillJob, TapeRecovery
 from predictions.models import ModelDeployment
 from reports.models import ApiKey
 from scoring.models import Leaderboard
@@ -37,6 +37,9 @@ def one_of_everything():
     make_ingestion_state()
     BackfillJob.objects.create(
         source="synthetic", subject="BTC", kind="candle", granularity="1m", start=T0, end=T0.replace(hour=1)
+    )
+    TapeRecovery.objects.create(
+        source="binance", subject="BTC", kind="candle", granularity="1m", fetches=1, last_fetch_at=T0
     )
     score = make_score()
     ModelDeployment.objects.create(model=score.model, deployment_id="d1")

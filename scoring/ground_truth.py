@@ -119,7 +119,7 @@ class GapRecovery:
         return (
             settings.GROUND_TRUTH_FETCH_TIMEOUT_SECONDS > 0
             and dims not in self.asked
-            and dims.source in settings.GROUND_TRUTH_FETCH_SOURCES
+            and dims.source in {source.strip() for source in settings.GROUND_TRUTH_FETCH_SOURCES}
             and history_available(dims.source)
             and t <= timezone.now() - recovery_settle(dims)
         )

@@ -3,7 +3,8 @@
 One unit of work (`score_batch`):
 
 1. claim up to `batch` due Inputs with a conditional UPDATE and a lease (short transaction);
-2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER);
+2. outside any transaction: resolve each Input's ground truth once (GROUND_TRUTH_RESOLVER; the
+   default first asks each stream's provider, once and time-boxed, for prices the tape lacks);
 3. one transaction writes everything of the batch: Input status and actuals, prediction
    statuses, one Score per prediction, snapshot upserts. Inputs whose lease was lost are
    skipped. The resolved and expired Inputs' not yet SCORED predictions are read in it and

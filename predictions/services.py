@@ -281,10 +281,6 @@ def _serve(
     else:
         tick_results, tick_record = ticks.slot_tick(config=config, raw_input=raw_input, inference_input=inference_input)
     report.timings_ms["tick"] = _lap(clock)
-    for result in tick_results or ():
-        if result.status != CallStatus.SUCCESS:
-            key = f"tick_{result.status.lower()}"
-            report.counts[key] = report.counts.get(key, 0) + 1
     answers = gateway.call(method, args, kwargs)
     report.timings_ms["model_calls"] = _lap(clock)
 
@@ -326,7 +322,7 @@ def _serve(
     report.timings_ms["persistence"] = _lap(clock)
     report.input_id = input_id
     report.counts.update(counts)
-    tick_problems = sum(1 for t in ticks if t.status != CallStatus.SUCCESS)
+    tick_problems = sum(1 for t in tick_results or () if t.status != CallStatus.SUCCESS)
     if tick_problems:
         report.counts["tick_failed"] = tick_problems
     return report

@@ -115,7 +115,7 @@ class TickTracker:
 
         now = now or timezone.now()
         counts: dict[str, int] = {}
-        budget = float(settings.MODEL_CALL_TIMEOUT_SECONDS)
+        budget = float(getattr(self.gateway, "timeout", settings.MODEL_CALL_TIMEOUT_SECONDS))
         due = seconds_until_next_slot(now=now)
         if due is not None:
             budget = min(budget, due - SLOT_MARGIN_SECONDS)

@@ -56,7 +56,11 @@ def test_run_predict_ticks_the_models_as_records_are_stored(tmp_path, manage_py,
     ingest_at(now - timedelta(seconds=2))
     slot = now.replace(microsecond=0) + timedelta(seconds=20)
     make_config(
-        scope_key="BTC-ticks", scope_template=dict(TICK_DIMS), interval_seconds=3600, horizon_seconds=60, next_run_at=slot
+        scope_key="BTC-ticks",
+        scope_template=dict(TICK_DIMS),
+        interval_seconds=3600,
+        horizon_seconds=60,
+        next_run_at=slot,
     )
     postgres = connection.vendor == "postgresql"
     env = {

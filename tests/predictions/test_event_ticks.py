@@ -234,10 +234,10 @@ def test_a_tick_that_raises_is_counted_and_does_not_break_the_cycle(tmp_path):
 
 
 def test_a_model_is_never_ticked_while_its_predict_runs(tmp_path):
-    recorder(tmp_path, "slow", predict_sleep=0.6)
+    recorder(tmp_path, "slow", predict_sleep=3)  # ample: the tick pass must start while it runs
     recorder(tmp_path, "quick")
     tick_config()
-    gateway = make_gateway(tmp_path, timeout=2)
+    gateway = make_gateway(tmp_path, timeout=5)
     ticks = TickTracker(gateway)
     try:
         ingest(1, 2)
@@ -246,7 +246,7 @@ def test_a_model_is_never_ticked_while_its_predict_runs(tmp_path):
         assert wait_until(lambda: tick_probe.count("slow", "predict") == 1, timeout=5)
         # Another thread ticks while "slow" is inside predict(): it is not called, it is busy.
         counts = ticks.tick_new_records(now=T0 + timedelta(seconds=3))
-        predicting.join(timeout=5)
+        predicting.join(timeout=10)
     finally:
         gateway.close()
     assert tick_probe.overlaps == []
@@ -257,7 +257,7 @@ def test_a_model_is_never_ticked_while_its_predict_runs(tmp_path):
 
 
 def test_a_predict_never_starts_while_a_late_tick_runs(tmp_path):
-    recorder(tmp_path, "slow_tick", tick_sleep=0.8)
+    recorder(tmp_path, "slow_tick", tick_sleep=3)  # still ticking when the slot's predict comes
     tick_config()
     gateway = make_gateway(tmp_path, timeout=0.2)
     ticks = TickTracker(gateway)
@@ -265,7 +265,7 @@ def test_a_predict_never_starts_while_a_late_tick_runs(tmp_path):
         ingest(1, 2)
         ticks.tick_new_records(now=T0 + timedelta(seconds=3))  # the tick overruns its deadline
         report = run_predict_cycle(gateway=gateway, worker_id="w1", now=SLOT, ticks=ticks)
-        assert wait_until(lambda: not any(m.busy.locked() for m in gateway.models.values()), timeout=5)
+        assert wait_until(lambda: not any(m.busy.locked() for m in gateway.models.values()), timeout=10)
     finally:
         gateway.close()
     assert tick_probe.overlaps == []
@@ -277,7 +277,7 @@ def test_a_predict_never_starts_while_a_late_tick_runs(tmp_path):
 def test_an_event_tick_pass_ends_before_the_next_slot(tmp_path):
     from django.utils import timezone
 
-    recorder(tmp_path, "sleepy", tick_sleep=3)
+    recorder(tmp_path, "sleepy", tick_sleep=8)
     now = timezone.now()
     make_config(
         scope_key="BTC-soon",
@@ -287,7 +287,7 @@ def test_an_event_tick_pass_ends_before_the_next_slot(tmp_path):
         next_run_at=now + timedelta(seconds=0.5),
     )
     ingest_records([NormalizedRecord(**TICK_DIMS, ts_event=now - timedelta(seconds=1), values={"price": 100.0})])
-    gateway = make_gateway(tmp_path, timeout=10)
+    gateway = make_gateway(tmp_path, timeout=20)
     ticks = TickTracker(gateway)
     try:
         started = time.monotonic()
@@ -295,8 +295,8 @@ def test_an_event_tick_pass_ends_before_the_next_slot(tmp_path):
         elapsed = time.monotonic() - started
     finally:
         gateway.close()
-    # The call timeout is 10 s, but the slot is due in 0.5 s: the pass gave up before it.
-    assert elapsed < 2.0, elapsed
+    # The call timeout is 20 s and the tick takes 8, but the slot is due in 0.5 s: the pass gave up.
+    assert elapsed < 4.0, elapsed
     assert counts["event_tick_timeout"] == 1
     results = [r for r in [ticks.failures.get("sleepy")] if r]
     assert results == [{CallStatus.TIMEOUT.value: 1}]

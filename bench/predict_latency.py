@@ -13,6 +13,11 @@ Usage (Postgres, the target database):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/coord_predict \
         /work/venv/bin/python bench/predict_latency.py --models 10 100 1000 --cycles 200
 
+`--event-ticks`: each record is first sent to the models' `tick()` by the event-tick pass
+(untimed: it runs while the worker waits for the slot, docs/predict.md "Event ticks"), so the
+timed cycle calls only `predict()`; the `tick` column is the cycle's own tick (0 when skipped).
+Run with and without it on the same machine to compare.
+
 It migrates the database, creates its own config/models/tape rows (prefixed `bench-`) and
 deletes them afterwards. The first WARMUP cycles of each size (identity upserts, thread start)
 are excluded from the statistics.
@@ -45,6 +50,7 @@ from predictions.choices import PredictionStatus  # noqa: E402
 from predictions.gateway.local import LocalModelGateway  # noqa: E402
 from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction, PredictionConfig  # noqa: E402
 from predictions.services import run_predict_cycle  # noqa: E402
+from predictions.ticks import TickTracker  # noqa: E402
 
 WARMUP = 3
 DIMS = {"source": "bench", "subject": "BENCH", "kind": "tick", "granularity": "1s"}
@@ -74,7 +80,7 @@ def cleanup() -> None:
     FeedRecord.objects.filter(source=DIMS["source"]).delete()
 
 
-def run_size(n_models: int, cycles: int) -> dict:
+def run_size(n_models: int, cycles: int, *, event_ticks: bool = False) -> dict:
     cleanup()
     base = datetime(2030, 1, 1, tzinfo=UTC)
     window = settings.FEED_WINDOW_SIZE
@@ -116,14 +122,18 @@ def run_size(n_models: int, cycles: int) -> dict:
             [],
             [],
             [],
-            {"claim": [], "input_build": [], "model_calls": [], "validation": [], "persistence": []},
+            {"claim": [], "input_build": [], "tick": [], "model_calls": [], "validation": [], "persistence": []},
         )
         model_pks = None
+        ticks = TickTracker(gateway) if event_ticks else None
         for k in range(cycles + WARMUP):
             now = base + timedelta(seconds=k + 1)
-            FeedRecord.objects.create(**DIMS, ts_event=now, values={"price": 100.0 + k})  # autocommit
+            arrived = now - timedelta(milliseconds=500)  # half a slot before the slot
+            FeedRecord.objects.create(**DIMS, ts_event=arrived, values={"price": 100.0 + k})  # autocommit
+            if ticks is not None:
+                assert ticks.tick_new_records(now=arrived).get("event_ticks") == 1
             started, cpu_started = time.perf_counter(), time.process_time()
-            report = run_predict_cycle(gateway=gateway, worker_id="bench", now=now)
+            report = run_predict_cycle(gateway=gateway, worker_id="bench", now=now, ticks=ticks)
             elapsed = (time.perf_counter() - started) * 1000
             cpu_ms = (time.process_time() - cpu_started) * 1000  # this process, model threads included
             if report is None or not report.input_id:
@@ -170,6 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--event-ticks", action="store_true", help="tick each record ahead of the slot")
     options = parser.parse_args()
     call_command("migrate", verbosity=0)
     import logging
@@ -193,19 +204,20 @@ def report(options) -> None:
         f"database: {connection.vendor} {connection.settings_dict['NAME']}; window {settings.FEED_WINDOW_SIZE} records"
     )
     print(f"cycles per size: {options.cycles} (+{WARMUP} warm-up, excluded); load average {_load()}")
-    header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>7} | {'claim':>6} {'input':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
+    print(f"event ticks: {'on (records ticked ahead, untimed)' if options.event_ticks else 'off (tick in the cycle)'}")
+    header = f"{'models':>6} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>7} | {'claim':>6} {'input':>6} {'tick':>6} {'calls':>6} {'valid':>6} {'persist':>7} | {'plain p50':>9} {'plain p99':>9} {'persist/plain':>13}"
     print(header)
     for n in options.models:
-        result = run_size(n, options.cycles)
+        result = run_size(n, options.cycles, event_ticks=options.event_ticks)
         med = {k: statistics.median(v) for k, v in result["parts"].items()}
         plain50 = statistics.median(result["plain"])
         print(
             f"{n:>6} {pct(result['latency'], 50):>8.2f} {pct(result['latency'], 99):>8.2f} {pct(result['cpu'], 50):>7.2f} | "
-            f"{med['claim']:>6.2f} {med['input_build']:>6.2f} {med['model_calls']:>6.2f} {med['validation']:>6.2f} {med['persistence']:>7.2f} | "
+            f"{med['claim']:>6.2f} {med['input_build']:>6.2f} {med['tick']:>6.2f} {med['model_calls']:>6.2f} {med['validation']:>6.2f} {med['persistence']:>7.2f} | "
             f"{plain50:>9.2f} {pct(result['plain'], 99):>9.2f} {med['persistence'] / plain50:>13.2f}"
         )
     print(
-        "breakdown columns are medians in ms; persistence = ACTIVE models read + identities (when changed) + Input"
+        "breakdown columns are medians in ms; calls = the cycle's tick + predict; persistence = ACTIVE models read + identities (when changed) + Input"
         " + every Prediction + schedule, atomically (one statement on Postgres)"
     )
     print(

@@ -122,3 +122,20 @@ def check_ground_truth_fetch(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+EVENT_TICKS_CHOICES = ("auto", "on", "off")  # docs/predict.md "Event ticks"
+
+
+@register()
+def check_event_ticks(app_configs=None, **kwargs):
+    """EVENT_TICKS is auto, on or off (a typo must not silently change when models are ticked)."""
+    if settings.EVENT_TICKS not in EVENT_TICKS_CHOICES:
+        return [
+            Error(
+                f"EVENT_TICKS={settings.EVENT_TICKS!r}: expected one of {', '.join(EVENT_TICKS_CHOICES)}",
+                hint="auto = on for the local gateway, off for the remote one.",
+                id="coordinator.E031",
+            )
+        ]
+    return []

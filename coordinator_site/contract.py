@@ -208,6 +208,11 @@ class CrunchContract(BaseModel):
     missing_prediction_policy: MissingPredictionPolicy = MissingPredictionPolicy()
     score_pass: ScorePassSettings = ScorePassSettings()
     callables: dict[str, str | None]
+    # Models may be ticked as tape records arrive, between slots (EVENT_TICKS): each tick is the
+    # whole model input of a config, and models keep what they are ticked with per `symbol` (as
+    # the starter base class does), so a window sent ahead equals one sent at slot time.
+    # False for competitions whose models accumulate state across ticks in order.
+    event_ticks: bool = True
 
     @field_validator("callables")
     @classmethod

@@ -257,6 +257,9 @@ MODEL_RUNNER_MAX_CONSECUTIVE_TIMEOUTS = env.int("MODEL_RUNNER_MAX_CONSECUTIVE_TI
 SECURE_CERT_DIR = env.str("SECURE_CERT_DIR", default="")
 GATEWAY_CERT_DIR = env.str("GATEWAY_CERT_DIR", default="")
 PREDICT_LEASE_SECONDS = env.int("PREDICT_LEASE_SECONDS", default=60)
+# Ticks as data arrives (docs/predict.md "Event ticks"): auto (on for the local gateway, off for
+# remote) | on | off. A contract with `event_ticks=False` turns them off whatever this says.
+EVENT_TICKS = env.str("EVENT_TICKS", default="auto")
 
 # --- Score (DESIGN.md §8) ---------------------------------------------------------------
 GROUND_TRUTH_GRACE_SECONDS = env.int("GROUND_TRUTH_GRACE_SECONDS", default=3600)

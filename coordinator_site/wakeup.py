@@ -22,6 +22,7 @@ log = logging.getLogger("coordinator.wakeup")
 INPUTS = "coordinator_inputs"  # run_predict wrote an Input -> run_score (its resolvable_at)
 CONFIGS = "coordinator_configs"  # prediction configs changed -> run_predict
 SCORES = "coordinator_scores"  # run_score made Inputs terminal -> run_checkpoint
+TAPE = "coordinator_tape"  # run_feed stored tape records -> run_predict (event ticks)
 
 
 def notify(channel: str, payload: str = "") -> None:

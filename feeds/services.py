@@ -21,6 +21,7 @@ from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from coordinator_site import wakeup
 from coordinator_site.boundary import Rejected, escape_text
 from feeds.choices import BackfillStatus
 from feeds.dims import FeedDims, NormalizedRecord, granularity_seconds
@@ -93,6 +94,8 @@ def ingest_records(records: Iterable[NormalizedRecord]) -> int:
             inserted = upsert(dims, rows, now)
             _advance_state(dims, newest=max(by_ts), inserted=inserted)
             stored += len(rows)
+        # run_predict ticks the models with the new records (sent at COMMIT, never on rollback).
+        wakeup.notify(wakeup.TAPE, ",".join("/".join(key) for key in streams)[:7000])
     return stored
 
 

@@ -65,10 +65,11 @@ class InputAdmin(ReadOnlyAdmin):
     search_fields = ["=id"]
     date_hierarchy = "scheduled_for"
     show_full_result_count = False
-    exclude = ["raw_data", "scope", "actuals"]
-    readonly_fields = ["raw_data_pretty", "scope_pretty", "actuals_pretty"]
+    exclude = ["raw_data", "scope", "ticks", "actuals"]
+    readonly_fields = ["raw_data_pretty", "scope_pretty", "ticks_pretty", "actuals_pretty"]
     raw_data_pretty = pretty_json("raw_data")
     scope_pretty = pretty_json("scope")
+    ticks_pretty = pretty_json("ticks")
     actuals_pretty = pretty_json("actuals")
 
     @admin.display(description="last error")

@@ -100,6 +100,10 @@ class Input(models.Model):
     raw_data = models.JSONField(default=dict)
     scope = models.JSONField(default=dict, blank=True)
     as_of = models.DateTimeField(null=True, blank=True, help_text="ts_event of the newest tape record shown.")
+    # What the models were ticked with before predict (docs/predict.md "Event ticks"): mode
+    # ("event": sent ahead as records arrived / "slot": sent in the cycle), the window's first and
+    # last record ts_event and count, when it was sent, and the ticks since the config's last slot.
+    ticks = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     resolvable_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=InputStatus.choices, default=InputStatus.RECEIVED)

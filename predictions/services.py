@@ -38,6 +38,7 @@ from predictions.choices import FailureReason, ModelStatus, PredictionStatus
 from predictions.configs import PredictionConfigSpec, read_configs
 from predictions.gateway.base import CallStatus, ModelCallResult, ModelGateway, ModelIdentity
 from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction, PredictionConfig
+from predictions.ticks import TickTracker, slot_tick_record
 
 log = logging.getLogger("predictions")
 
@@ -208,9 +209,17 @@ def judge(result: ModelCallResult, *, validator, output_type) -> Judged:
 
 
 def run_predict_cycle(
-    *, gateway: ModelGateway, worker_id: str, now: datetime | None = None, lease_seconds: int | None = None
+    *,
+    gateway: ModelGateway,
+    worker_id: str,
+    now: datetime | None = None,
+    lease_seconds: int | None = None,
+    ticks: TickTracker | None = None,
 ) -> CycleReport | None:
-    """Serve the most overdue due config once; None when nothing is due (or claimable)."""
+    """Serve the most overdue due config once; None when nothing is due (or claimable).
+
+    `ticks`: the worker's event ticks (docs/predict.md "Event ticks"): the cycle ticks only when
+    the models were not already ticked with this slot's input. None: tick every cycle."""
     now = now or timezone.now()
     lease_seconds = settings.PREDICT_LEASE_SECONDS if lease_seconds is None else lease_seconds
     clock = time.perf_counter()
@@ -219,7 +228,7 @@ def run_predict_cycle(
         return None
     claim_ms = _lap(clock)
     try:
-        report = _serve(config, gateway=gateway, worker_id=worker_id, now=now)
+        report = _serve(config, gateway=gateway, worker_id=worker_id, now=now, ticks=ticks)
         report.timings_ms = {"claim": claim_ms, **report.timings_ms}
         return report
     except BaseException as exc:
@@ -227,7 +236,9 @@ def run_predict_cycle(
         raise
 
 
-def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, now: datetime) -> CycleReport:
+def _serve(
+    config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, now: datetime, ticks: TickTracker | None
+) -> CycleReport:
     from coordinator_site import metrics
     from coordinator_site.contract import get_callable, get_contract
 
@@ -264,7 +275,12 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     report.timings_ms["input_build"] = _lap(clock)
 
     clock = time.perf_counter()
-    ticks = gateway.call("tick", [inference_input])
+    if ticks is None:
+        tick_results = gateway.call("tick", [inference_input])
+        tick_record = slot_tick_record(raw_input)
+    else:
+        tick_results, tick_record = ticks.slot_tick(config=config, raw_input=raw_input, inference_input=inference_input)
+    report.timings_ms["tick"] = _lap(clock)
     answers = gateway.call(method, args, kwargs)
     report.timings_ms["model_calls"] = _lap(clock)
 
@@ -296,6 +312,7 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
             as_of=as_of,
             identities=list(identities.values()),
             judged=judged,
+            ticks=tick_record,
         )
     except SlotAlreadyServed:
         report.skipped = "slot already served"
@@ -305,7 +322,7 @@ def _serve(config: PredictionConfig, *, gateway: ModelGateway, worker_id: str, n
     report.timings_ms["persistence"] = _lap(clock)
     report.input_id = input_id
     report.counts.update(counts)
-    tick_problems = sum(1 for t in ticks if t.status != CallStatus.SUCCESS)
+    tick_problems = sum(1 for t in tick_results or () if t.status != CallStatus.SUCCESS)
     if tick_problems:
         report.counts["tick_failed"] = tick_problems
     return report
@@ -353,6 +370,7 @@ def persist_cycle(
     as_of: datetime | None,
     identities: list[ModelIdentity],
     judged: list[Judged],
+    ticks: dict | None = None,
 ) -> tuple[int, dict[str, int]]:
     """Write one whole cycle atomically: identities, Input, every Prediction (ABSENT included)
     and the advanced schedule. All or nothing.
@@ -369,6 +387,7 @@ def persist_cycle(
         raw_data=raw_input,
         scope=scope,
         as_of=as_of,
+        ticks=ticks or {},
         received_at=now,
         resolvable_at=resolvable_at,
     )

@@ -70,8 +70,12 @@ class ModelGateway(Protocol):
     def connected_models(self) -> list[ModelIdentity]:
         """The models currently connected, i.e. the ones `call` will ask."""
 
-    def call(self, method: str, args: list | tuple = (), kwargs: dict | None = None) -> list[ModelCallResult]:
-        """Call `method(*args, **kwargs)` on every connected model; one result per model asked."""
+    def call(
+        self, method: str, args: list | tuple = (), kwargs: dict | None = None, *, timeout: float | None = None
+    ) -> list[ModelCallResult]:
+        """Call `method(*args, **kwargs)` on every connected model; one result per model asked.
+        `timeout`: this call's deadline (default: the gateway's MODEL_CALL_TIMEOUT_SECONDS). A model
+        is never called while a call of it is still running (it answers TIMEOUT "Server busy")."""
 
     def close(self) -> None:
         """Stop background work and release connections."""

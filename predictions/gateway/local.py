@@ -214,7 +214,9 @@ class LoadedModel:
     folder: Path
     signature: tuple
     instance: Any
-    busy: threading.Event = field(default_factory=threading.Event)
+    # Held while a call of this model runs (taken without waiting, released when its thread ends):
+    # a model is never called twice at once, e.g. ticked while its predict() runs.
+    busy: threading.Lock = field(default_factory=threading.Lock)
     consecutive_kills: int = 0
     signatures: dict[str, inspect.Signature | None] = field(default_factory=dict)
 
@@ -311,13 +313,17 @@ class LocalModelGateway:
 
     # --- calls -----------------------------------------------------------------------------
 
-    def call(self, method: str, args: list | tuple = (), kwargs: dict | None = None) -> list[ModelCallResult]:
-        """Call every loaded model at once; wait at most `timeout` seconds for all of them.
+    def call(
+        self, method: str, args: list | tuple = (), kwargs: dict | None = None, *, timeout: float | None = None
+    ) -> list[ModelCallResult]:
+        """Call every loaded model at once; wait at most `timeout` seconds (default: the gateway's)
+        for all of them.
 
         Arguments cross the same encoding as the wire once per call (models share the decoded
         copy: they must not mutate it). A model still running after its deadline is TIMEOUT
         ("DEADLINE_EXCEEDED") and, until its thread ends, every later call answers TIMEOUT
-        ("Server busy"), as the model node does.
+        ("Server busy"), as the model node does: each model's `busy` lock is taken without waiting
+        before its call is queued, so two calls of one model never overlap, whoever makes them.
         """
         args = wire_roundtrip(list(args))
         kwargs = wire_roundtrip(dict(kwargs or {}))
@@ -325,17 +331,17 @@ class LocalModelGateway:
         results: list[ModelCallResult | None] = [None] * len(models)
         tasks = []
         for index, model in enumerate(models):
-            if model.busy.is_set():
-                results[index] = ModelCallResult(model.identity, CallStatus.TIMEOUT, detail=SERVER_BUSY)
-                continue
             func = getattr(model.instance, method, None)
             if not callable(func):
                 results[index] = ModelCallResult(model.identity, CallStatus.FAILED, detail=BAD_IMPLEMENTATION)
                 continue
+            if not model.busy.acquire(blocking=False):  # released by the pool thread when the call ends
+                results[index] = ModelCallResult(model.identity, CallStatus.TIMEOUT, detail=SERVER_BUSY)
+                continue
             tasks.append((index, model, func, self._accepted_kwargs(model, method, func, len(args), kwargs)))
         started = time.perf_counter()
         batch = self._pool.dispatch(tasks, args)
-        batch.done.wait(self.timeout)
+        batch.done.wait(self.timeout if timeout is None else timeout)
         with batch.lock:
             batch.abandoned = True
             outcomes = dict(batch.outcomes)
@@ -429,9 +435,7 @@ class _CallPool:
         self.lock = threading.Lock()
 
     def dispatch(self, tasks: list, args: list) -> _Batch:
-        batch = _Batch(tasks, args)
-        for _index, model, _func, _kwargs in tasks:
-            model.busy.set()
+        batch = _Batch(tasks, args)  # each task's model.busy is held by the caller
         workers = min(len(tasks), self.PARALLELISM)
         with self.lock:
             for _ in range(max(0, self.draining + workers - self.threads)):
@@ -473,7 +477,7 @@ class _CallPool:
                 outcome = _timed_call(func, batch.args, kwargs)
             finally:
                 # Whatever happened, the call is finished: the fan-out never waits for it in vain.
-                model.busy.clear()
+                model.busy.release()
                 batch.finish(index, outcome)
 
     def close(self) -> None:

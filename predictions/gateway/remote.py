@@ -10,6 +10,7 @@ in flight from this coordinator (a node busy with a late call answers "Server bu
 
 import asyncio
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -180,19 +181,25 @@ class RemoteModelGateway:
 
     # --- calls -----------------------------------------------------------------------------
 
-    def call(self, method: str, args: list | tuple = (), kwargs: dict | None = None) -> list[ModelCallResult]:
-        """Call `method` on every connected model; one result per model the client answered for."""
+    def call(
+        self, method: str, args: list | tuple = (), kwargs: dict | None = None, *, timeout: float | None = None
+    ) -> list[ModelCallResult]:
+        """Call `method` on every connected model; one result per model the client answered for.
+
+        `timeout`: this call's deadline per model (default: the gateway's); the client takes
+        whole seconds, so it is rounded up (at least 1 s)."""
         if self._loop is None or not self.ready:
             return []
+        deadline = self.timeout if timeout is None else max(1, math.ceil(timeout))
         encoded = encode_arguments(list(args), kwargs)
-        future = asyncio.run_coroutine_threadsafe(self._call(method, encoded), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._call(method, encoded, deadline), self._loop)
         # The client bounds every model by the gRPC deadline; the margin covers health checks.
-        return future.result(timeout=self.timeout * 2 + 10)
+        return future.result(timeout=self.timeout + deadline + 10)
 
-    async def _call(self, method: str, encoded: tuple[list, list]) -> list[ModelCallResult]:
+    async def _call(self, method: str, encoded: tuple[list, list], deadline: float) -> list[ModelCallResult]:
         async with self._lock:
             try:
-                answers = await self.runner.call(method, encoded)
+                answers = await self.runner.call(method, encoded, timeout=deadline)
             except Exception:
                 # 0.14.0 raises AttributeError for the whole call when one model hits AuthError
                 # (MODEL_RUNNER_NOTES.md §1.2): nobody answered, so every model counts ABSENT.

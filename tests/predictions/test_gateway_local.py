@@ -63,7 +63,7 @@ def test_sleeping_model_times_out_then_answers_busy_until_it_finishes(tmp_path):
     second = by_id(gateway.call("predict", ["BTC", 300, 60]))
     assert (second["sleeping"].status, second["sleeping"].detail) == (CallStatus.TIMEOUT, SERVER_BUSY)
     sleeper = gateway.models["sleeping"]
-    assert wait_until(lambda: not sleeper.busy.is_set(), timeout=2)
+    assert wait_until(lambda: not sleeper.busy.locked(), timeout=2)
     gateway.timeout = 1.0
     third = by_id(gateway.call("predict", ["BTC", 300, 60]))
     assert third["sleeping"].status == CallStatus.SUCCESS
@@ -151,5 +151,5 @@ def test_models_stuck_past_their_timeout_do_not_starve_the_next_call(tmp_path):
     second = by_id(gateway.call("predict", ["BTC", 300, 60]))
     assert second.pop("good").status == CallStatus.SUCCESS
     assert {(r.status, r.detail) for r in second.values()} == {(CallStatus.TIMEOUT, SERVER_BUSY)}
-    assert wait_until(lambda: not any(m.busy.is_set() for m in gateway.models.values()), timeout=5)
+    assert wait_until(lambda: not any(m.busy.locked() for m in gateway.models.values()), timeout=5)
     gateway.close()

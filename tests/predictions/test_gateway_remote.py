@@ -64,7 +64,7 @@ def gateway(harness):
     )
     started = time.monotonic()
     g.start()
-    assert time.monotonic() - started < 1.0  # start() never waits for init
+    assert time.monotonic() - started < 5.0  # start() returns without waiting for init (headroom for a loaded CI)
     assert g.wait_ready(10), g.last_error
     yield g
     g.close()

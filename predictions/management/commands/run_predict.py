@@ -12,6 +12,7 @@ from coordinator_site.worker import UnitResult, WorkerCommand
 from predictions.gateway import build_gateway
 from predictions.selectors import seconds_until_next_slot
 from predictions.services import run_predict_cycle
+from predictions.ticks import TickTracker, event_ticks_enabled
 
 
 class Command(WorkerCommand):
@@ -33,6 +34,12 @@ class Command(WorkerCommand):
             "--gateway", choices=["local", "remote"], default=None, help="Override MODEL_GATEWAY for this run."
         )
         parser.add_argument(
+            "--event-ticks",
+            choices=["auto", "on", "off"],
+            default=None,
+            help="Override EVENT_TICKS for this run (tick models as tape records arrive).",
+        )
+        parser.add_argument(
             "--wait-ready",
             type=float,
             default=0.0,
@@ -43,14 +50,20 @@ class Command(WorkerCommand):
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.gateway = build_gateway(options["gateway"] or settings.MODEL_GATEWAY)
         self.gateway.start()
+        enabled = event_ticks_enabled(self.gateway, mode=options["event_ticks"])
+        self.ticks = TickTracker(self.gateway) if enabled else None
+        if self.ticks is not None:
+            # Woken by new tape records (PostgreSQL), else the usual poll every --sleep.
+            self.wakeup_channels = (*self.wakeup_channels, wakeup.TAPE)
         deadline = time.monotonic() + options["wait_ready"]
         while not self.gateway.ready and time.monotonic() < deadline and not self.stop:
             self.stop.sleep(0.1)
         self.log.info(
-            "model gateway %s %s, %d model(s) connected",
+            "model gateway %s %s, %d model(s) connected, event ticks %s",
             self.gateway.name,
             "ready" if self.gateway.ready else "not ready yet",
             len(self.gateway.connected_models()),
+            "on" if self.ticks is not None else "off",
         )
 
     def teardown(self) -> None:
@@ -64,9 +77,11 @@ class Command(WorkerCommand):
             # Never ask models before the gateway is up: every model would count ABSENT.
             return UnitResult(found=False, counts={"gateway_not_ready": 1})
         started_at = timezone.now()
-        report = run_predict_cycle(gateway=self.gateway, worker_id=self.worker_id)
+        report = run_predict_cycle(gateway=self.gateway, worker_id=self.worker_id, ticks=self.ticks)
         if report is None:
-            return UnitResult(found=False)
+            # Between slots: send what the tape brought since the last tick (bounded by the next slot).
+            counts = self.ticks.tick_new_records() if self.ticks is not None else {}
+            return UnitResult(found=False, counts=counts)
         metrics.predict_slot_served(
             report.scope_key,
             lateness_seconds=(started_at - report.scheduled_for).total_seconds(),

@@ -275,6 +275,9 @@ GROUND_TRUTH_FETCH_SOURCES = env.list("GROUND_TRUTH_FETCH_SOURCES", default=["py
 # On PostgreSQL an idle worker sleeps until its next due time or a notification, but never longer
 # than this (a lost notification, or work it cannot foresee, waits at most this long).
 WAKEUP_FALLBACK_SECONDS = env.float("WAKEUP_FALLBACK_SECONDS", default=5.0)
+# false: workers poll every --sleep on PostgreSQL too, as on SQLite (e.g. behind a transaction-pooling
+# PgBouncer, which cannot LISTEN; bench/e2e_latency.py uses it to measure the polling node).
+WAKEUP_ENABLED = env.bool("WAKEUP_ENABLED", default=True)
 # An Input still unprocessable (resolver or write raising) after this many attempts is EXPIRED
 # with reason POISONED; its predictions are not held against the models.
 SCORE_MAX_ATTEMPTS = env.int("SCORE_MAX_ATTEMPTS", default=5)

@@ -160,7 +160,7 @@ class WorkerCommand(BaseCommand):
     unit_budget_seconds: float = 5.0
     # Wake-ups (DESIGN.md §12): on PostgreSQL an idle worker sleeps until `next_due_seconds()`
     # (capped by WAKEUP_FALLBACK_SECONDS) or a notification on one of these channels, beating
-    # while it waits; on SQLite it polls every `--sleep` as before.
+    # while it waits; on SQLite (or with WAKEUP_ENABLED=false) it polls every `--sleep` as before.
     wakeup_channels: tuple[str, ...] = ()
 
     def next_due_seconds(self) -> float | None:
@@ -273,7 +273,7 @@ class WorkerCommand(BaseCommand):
 
     def idle_wait(self, sleep: float) -> None:
         """Sleep until work is due: the next due time, a notification, or the fallback bound."""
-        if not self.wakeup_channels or connection.vendor != "postgresql":
+        if not self.wakeup_channels or connection.vendor != "postgresql" or not settings.WAKEUP_ENABLED:
             self.stop.sleep(sleep, each_slice=self._beat_safely)
             return
         if not hasattr(self, "waiter"):

@@ -1,6 +1,7 @@
 """Wake-ups: a notification committed by one connection wakes a waiter on another at once;
 without one the wait ends at its bound (a lost notification costs latency only)."""
 
+import logging
 import threading
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from django.db import connection, transaction
 
 from coordinator_site.wakeup import Waiter, notify
+from coordinator_site.worker import Heartbeat, StopFlag, WorkerCommand
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,3 +50,38 @@ def test_a_committed_notification_wakes_the_waiter_and_a_rolled_back_one_does_no
     assert notified is True
     assert after < 20  # woken by the notification, not by the 30 s bound
     waiter.close()
+
+
+class _DueNow(WorkerCommand):
+    """A worker whose work is always due: with wake-ups it waits only a short pause."""
+
+    worker_name = "wakeup_test"
+    wakeup_channels = ("coordinator_test",)
+
+    def next_due_seconds(self) -> float:
+        return 0.0
+
+
+def _idle_worker() -> _DueNow:
+    worker = _DueNow()
+    worker.stop = StopFlag()
+    worker.heartbeat = Heartbeat(worker.worker_name, cadence_seconds=1.0)
+    worker.log = logging.getLogger("test")
+    return worker
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_an_idle_worker_waits_for_its_due_time_with_wake_ups_and_polls_every_sleep_without(settings):
+    worker = _idle_worker()
+    started = time.monotonic()
+    worker.idle_wait(5.0)  # due now: a short pause, not the 5 s sleep
+    assert time.monotonic() - started < 4
+    assert worker.waiter._conn is not None  # it listens
+    worker.waiter.close()
+
+    settings.WAKEUP_ENABLED = False  # e.g. behind a transaction-pooling PgBouncer: no LISTEN
+    worker = _idle_worker()
+    started = time.monotonic()
+    worker.idle_wait(0.6)
+    assert time.monotonic() - started >= 0.55  # the whole --sleep, as on SQLite
+    assert not hasattr(worker, "waiter")

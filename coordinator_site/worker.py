@@ -278,6 +278,7 @@ class WorkerCommand(BaseCommand):
             return
         if not hasattr(self, "waiter"):
             self.waiter = Waiter(self.wakeup_channels, stop=self.stop)
+        asked = time.monotonic()  # `due` counts from here, not from when the query returned
         try:
             due = self.next_due_seconds()
         except Exception:
@@ -285,12 +286,14 @@ class WorkerCommand(BaseCommand):
             due = None
         fallback = settings.WAKEUP_FALLBACK_SECONDS
         # Work due now that the unit did not find (claimed elsewhere, say): a short pause, no spin.
-        wait = fallback if due is None else min(max(due, min(sleep, 0.05)), fallback)
-        deadline = time.monotonic() + wait
+        # Work due soon is waited for exactly (a wake-up a few microseconds early costs no pause).
+        wait = fallback if due is None else min(due if due > 0 else min(sleep, 0.05), fallback)
+        deadline = asked + wait
         while not self.stop and (remaining := deadline - time.monotonic()) > 0:
             if self.waiter.wait(min(remaining, settings.WORKER_HEARTBEAT_SECONDS)):
                 return
-            self._beat_safely()
+            if deadline > time.monotonic():  # still waiting; at the deadline the unit comes first
+                self._beat_safely()
 
     def _beat_safely(self, *, error: str | None = None) -> None:
         """A heartbeat must never take the worker down (e.g. the database restarting)."""

@@ -85,3 +85,39 @@ def test_an_idle_worker_waits_for_its_due_time_with_wake_ups_and_polls_every_sle
     worker.idle_wait(0.6)
     assert time.monotonic() - started >= 0.55  # the whole --sleep, as on SQLite
     assert not hasattr(worker, "waiter")
+
+
+class _RecordingWaiter(Waiter):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[float] = []
+
+    def wait(self, seconds: float) -> bool:
+        self.asked.append(seconds)
+        return super().wait(seconds)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_work_due_in_a_few_milliseconds_is_waited_for_exactly_not_for_the_idle_pause():
+    worker = _idle_worker()
+    worker.next_due_seconds = lambda: 0.01  # a wake-up a hair early finds the slot 10 ms away
+    worker.waiter = _RecordingWaiter(worker.wakeup_channels, stop=worker.stop)
+    worker.idle_wait(0.5)
+    assert worker.waiter.asked
+    assert max(worker.waiter.asked) <= 0.01  # not the 50 ms pause kept for work due now
+    worker.waiter.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_the_due_time_counts_from_when_it_was_asked_not_from_when_the_answer_came():
+    worker = _idle_worker()
+
+    def slow_due() -> float:
+        time.sleep(1.0)  # a slow query on a loaded machine
+        return 1.0  # measured when asked
+
+    worker.next_due_seconds = slow_due
+    started = time.monotonic()
+    worker.idle_wait(5.0)
+    assert time.monotonic() - started < 1.8  # about 1 s; counting from the answer would be 2 s
+    worker.waiter.close()

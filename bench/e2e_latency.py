@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/coord_e2e \\
         .venv/bin/python bench/e2e_latency.py [--seconds 60] [--models 100] [--modes stream poll]
 
-A Hermes-like source on loopback publishes 10 price updates a second (server-sent events on
+A Hermes-like source on loopback publishes 10 price updates a second (jittered; server-sent events on
 `/v2/updates/price/stream`, the same documents on `/latest`, 1 s bars on a UDF `/udf/history`).
 `run_feed` (FEED_SOURCE=pyth, pointed at it), `run_predict` (N trivial local models, one config
 every 1 s) and `run_score` run as real subprocesses on PostgreSQL, in a database of their own
@@ -38,6 +38,7 @@ import bisect
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -118,7 +119,7 @@ def mantissa(value: float) -> str:
 
 
 class HermesSource:
-    """Publishes one parsed price update every SOURCE_INTERVAL s (from its own thread) to every
+    """Publishes one parsed price update every SOURCE_INTERVAL s on average (from its own thread) to every
     stream connection; `latest` answers the newest; `/udf/history` serves 1 s bars up to now."""
 
     def __init__(self) -> None:
@@ -180,10 +181,13 @@ class HermesSource:
         self.httpd.server_close()
 
     def publish(self) -> None:
+        # 10 a second on average, each gap uniform in [0.5, 1.5] x the interval: a metronome would fix
+        # the phase between updates and slots for a whole run, and with it figure (c).
+        gaps = random.Random(42)
         due = time.monotonic()
         slot = 0
         while not self.closing.is_set():
-            due += SOURCE_INTERVAL
+            due += SOURCE_INTERVAL * gaps.uniform(0.5, 1.5)
             time.sleep(max(0.0, due - time.monotonic()))
             sent = time.time()
             slot += 1

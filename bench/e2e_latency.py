@@ -11,9 +11,10 @@ every 1 s) and `run_score` run as real subprocesses on PostgreSQL, in a database
 runs `--seconds` after a warm-up (the first Input written), then until the window's Inputs are
 scored (or `--horizon` + 15 s). Modes, in one run on one machine:
 
-- stream: FEED_MODE=stream, wake-ups on (the node's defaults);
+- stream: FEED_MODE=stream, wake-ups on, EVENT_TICKS=auto (the node's defaults: models are ticked
+          as tape records arrive, so a slot's cycle only asks `predict`);
 - poll:   FEED_MODE=poll, FEED_POLL_SECONDS=5, `run_predict --sleep 0.5`, `run_score --sleep 2`,
-          WAKEUP_ENABLED=false (the node before issue 15).
+          WAKEUP_ENABLED=false, EVENT_TICKS=off (the node before issue 15: tick + predict at the slot).
 
 Figures, p50/p99 in ms over the window:
 
@@ -94,12 +95,12 @@ CREATE TRIGGER bench_input AFTER INSERT OR UPDATE ON predictions_input
 
 MODES = {
     "stream": {
-        "title": "stream: FEED_MODE=stream, wake-ups (LISTEN/NOTIFY)",
-        "env": {"FEED_MODE": "stream", "WAKEUP_ENABLED": "true", "FEED_POLL_SECONDS": "5"},
+        "title": "stream: FEED_MODE=stream, wake-ups (LISTEN/NOTIFY), EVENT_TICKS=auto",
+        "env": {"FEED_MODE": "stream", "WAKEUP_ENABLED": "true", "EVENT_TICKS": "auto", "FEED_POLL_SECONDS": "5"},
     },
     "poll": {
-        "title": "poll: FEED_MODE=poll, FEED_POLL_SECONDS=5, sleeps 0.5 s / 2 s, WAKEUP_ENABLED=false",
-        "env": {"FEED_MODE": "poll", "WAKEUP_ENABLED": "false", "FEED_POLL_SECONDS": "5"},
+        "title": "poll: FEED_MODE=poll, FEED_POLL_SECONDS=5, sleeps 0.5 s / 2 s, WAKEUP_ENABLED=false, EVENT_TICKS=off",
+        "env": {"FEED_MODE": "poll", "WAKEUP_ENABLED": "false", "EVENT_TICKS": "off", "FEED_POLL_SECONDS": "5"},
     },
 }
 # The old sleeps (the commands' defaults), passed explicitly in both modes.
@@ -525,8 +526,9 @@ def report(results: list[dict], options) -> None:
             f"{r['errors']} ERROR line(s) in the worker logs"
         )
     print(
-        "p50 ratio = poll / stream. (b) work = the cycle's own time (claim, tape window, tick + predict to every "
-        "model, validation, one write); (c) by as_of counts whole seconds (Hermes' publish_time)."
+        "p50 ratio = poll / stream. (b) work = the cycle's own time (claim, tape window, tick unless event ticks "
+        "sent it already, predict to every model, validation, one write); (c) by as_of counts whole seconds "
+        "(Hermes' publish_time)."
     )
 
 
@@ -536,6 +538,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=100, help="local models (default 100)")
     parser.add_argument("--horizon", type=int, default=5, help="the config's horizon in seconds (default 5)")
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument(
+        "--stream-event-ticks",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="EVENT_TICKS of the stream mode (default auto: on with local models)",
+    )
     parser.add_argument("--warmup-timeout", type=float, default=180, help="seconds to wait for the first Input")
     parser.add_argument(
         "--database-prefix",
@@ -543,6 +551,10 @@ def main() -> None:
         help="names of the throwaway databases: <prefix>_tpl, <prefix>_<mode>",
     )
     options = parser.parse_args()
+    MODES["stream"]["env"]["EVENT_TICKS"] = options.stream_event_ticks
+    MODES["stream"]["title"] = MODES["stream"]["title"].replace(
+        "EVENT_TICKS=auto", f"EVENT_TICKS={options.stream_event_ticks}"
+    )
     base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
     if not base.startswith(("postgres://", "postgresql://")):
         raise SystemExit("bench/e2e_latency.py needs PostgreSQL: set DATABASE_URL=postgres://...")

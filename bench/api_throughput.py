@@ -103,9 +103,9 @@ def seed() -> None:
             cursor.execute(
                 """
                 INSERT INTO scoring_score (prediction_id, model_id, input_id, scope_key, performed_at, value, result,
-                    success, failed_reason, scored_at)
+                    success, failed_reason, scored_at, late)
                 SELECT p.id, p.model_id, p.input_id, p.scope_key, p.performed_at, ((p.id % 97) / 97.0) ^ 2,
-                       '{}'::jsonb, true, '', p.resolvable_at
+                       '{}'::jsonb, true, '', p.resolvable_at, false
                 FROM predictions_prediction p
                 """
             )
@@ -132,14 +132,14 @@ def seed() -> None:
 
 def deep_cursor(*, model_id: str | None) -> str:
     """The cursor a client holds half-way through the (optionally model-filtered) history."""
+    from coordinator_site.boundary.params import encode_cursor
     from predictions.models import Prediction
-    from reports.api.pagination import KeysetPagination
 
     rows = Prediction.objects.order_by("-performed_at", "-id")
     if model_id:
         rows = rows.filter(model__model_id=model_id)
     performed_at, pk = rows.values_list("performed_at", "id")[rows.count() // 2]
-    return KeysetPagination.encode_cursor(performed_at, pk)
+    return encode_cursor(performed_at, pk)
 
 
 def load(url: str, *, requests: int, concurrency: int) -> tuple[float, float, float, int]:
@@ -210,6 +210,7 @@ def main() -> None:
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        "GUNICORN_ACCESS_LOG": "false",  # a line per request on the terminal would be measured too
     }
     env.pop("PYTEST_VERSION", None)
     ensure_database(args.db_url)

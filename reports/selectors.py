@@ -335,11 +335,25 @@ def prediction_json_rows(queryset: QuerySet[Prediction], *, limit: int) -> list[
         page=page_sql,
         direction="DESC" if descending else "ASC",
     )
-    with connection.cursor() as cursor:
+    with _server_binding_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     epoch, delta = _EPOCH, timedelta
     return [(text, epoch + delta(microseconds=micros), pk) for text, micros, pk in rows]
+
+
+def _server_binding_cursor():
+    """PostgreSQL: a cursor (wrapped like `connection.cursor()`: logged, execute wrappers) that
+    sends parameters apart from the query, so psycopg prepares a query run repeatedly on the
+    same connection (after `prepare_threshold`, 5, runs). Planning the page query costs the
+    server more than running it (about 1.4 ms of CPU vs 1.7 ms for 100 rows); Django's default
+    cursor binds client-side and so can never reuse a plan."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
 # --- Feeds ----------------------------------------------------------------------------------

@@ -53,9 +53,10 @@ def _template(filterset_class):
     return template
 
 
-def filter_by_params(filterset_class, data, queryset):
-    """`queryset` filtered by `filterset_class` from the query parameters `data`, or Rejected
-    naming the first bad parameter (in the FilterSet's order), as `filterset_class(data).qs`."""
+def clean_filter_params(filterset_class, data) -> dict:
+    """The cleaned value of each of `filterset_class`'s filters (None: not given) from the query
+    parameters `data`, or Rejected naming the first bad parameter in the FilterSet's order (the
+    refusal `filterset_class(data).is_valid()` leads to)."""
     filterset, fields = _template(filterset_class)
     cleaned = {}
     for name, field in fields:
@@ -68,8 +69,15 @@ def filter_by_params(filterset_class, data, queryset):
         error = check(cleaned)
         if error is not None:
             raise _refusal(*error)
+    return cleaned
+
+
+def filter_by_params(filterset_class, data, queryset):
+    """`queryset` filtered by `filterset_class` from the query parameters `data` (as
+    `filterset_class(data).qs`), or Rejected as `clean_filter_params`."""
+    filterset, _fields = _template(filterset_class)
     queryset = queryset.all()
-    for name, value in cleaned.items():
+    for name, value in clean_filter_params(filterset_class, data).items():
         queryset = filterset.filters[name].filter(queryset, value)
     return queryset
 

@@ -257,32 +257,39 @@ def main() -> None:
             shift = round_number % len(names)
             for name in names[shift:] + names[:shift]:
                 before = server_cpu_seconds(server.pid) + database_cpu_seconds(args.db_url)
+                client_before = time.process_time()
                 rps, p50, p99, sizes[name] = load(targets[name], requests=args.requests, concurrency=args.concurrency)
+                client = time.process_time() - client_before
                 cpu = server_cpu_seconds(server.pid) + database_cpu_seconds(args.db_url) - before
-                bursts[name].append((rps, p50, p99, cpu / args.requests * 1000))
+                bursts[name].append((rps, p50, p99, cpu / args.requests * 1000, client / args.requests * 1000))
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         print(
-            f"{'endpoint':31} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'bytes':>7}  "
-            "req/s per round (medians; CPU: gunicorn + its PostgreSQL backends)"
+            f"{'endpoint':31} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'client CPU':>10} "
+            f"{'bytes':>7}  req/s per round"
         )
         results = {}
         for name, values in bursts.items():
-            rps, p50, p99, cpu = (statistics.median(v[i] for v in values) for i in range(4))
-            results[name] = (rps, p99, cpu)
+            rps, p50, p99, cpu, client = (statistics.median(v[i] for v in values) for i in range(5))
+            results[name] = (rps, p99, cpu, client)
             print(
-                f"{name:31} {rps:6.0f} {p50:7.1f} {p99:7.1f} {cpu:10.2f} {sizes[name]:7d}  "
+                f"{name:31} {rps:6.0f} {p50:7.1f} {p99:7.1f} {cpu:10.2f} {client:10.2f} {sizes[name]:7d}  "
                 + " ".join(f"{v[0]:.0f}" for v in values)
             )
-        trivial_rps, trivial_p99, trivial_cpu = results["trivial /info"]
+        print(
+            "(medians over the rounds; CPU in ms per request: server = gunicorn + its PostgreSQL backends, "
+            "client = this load generator)"
+        )
+        trivial_rps, trivial_p99, trivial_cpu, trivial_client = results["trivial /info"]
         ratio = results["/reports/leaderboard"][0] / trivial_rps
         print(f"leaderboard / trivial = {ratio:.2f} (target >= 0.70)")
-        for name, (rps, p99, cpu) in results.items():
+        for name, (rps, p99, cpu, client) in results.items():
             if name.startswith("predictions"):
-                per_round = [b[0] / t[0] for b, t in zip(bursts[name], bursts["trivial /info"], strict=True)]
+                per_round = sorted(b[0] / t[0] for b, t in zip(bursts[name], bursts["trivial /info"], strict=True))
                 print(
-                    f"{name} / trivial: {rps / trivial_rps:.2f}x req/s (target >= 0.50; per round "
-                    f"{min(per_round):.2f}-{max(per_round):.2f}), p99 {p99 / trivial_p99:.2f}x (target <= 3.00), "
-                    f"CPU {cpu / trivial_cpu:.2f}x"
+                    f"{name} / trivial: {rps / trivial_rps:.2f}x req/s (target >= 0.50; per round: median "
+                    f"{statistics.median(per_round):.2f}, {per_round[0]:.2f}-{per_round[-1]:.2f}), "
+                    f"p99 {p99 / trivial_p99:.2f}x (target <= 3.00); server CPU {cpu / trivial_cpu:.2f}x, "
+                    f"server + client CPU {(cpu + client) / (trivial_cpu + trivial_client):.2f}x"
                 )
     finally:
         server.terminate()

@@ -299,7 +299,7 @@ _PREDICTION_JSON_PG = """
                                     THEN COALESCE(NULLIF(p.failure_reason, ''), 'Prediction not scored')
                                     ELSE s.failed_reason END,
         'scored_at', CASE WHEN s.id IS NULL THEN NULL ELSE {scored_at} END
-    )::text, (EXTRACT(EPOCH FROM p.performed_at) * 1000000)::int8, p.id
+    )::text{cursor_columns}
     FROM {prediction} p
     JOIN {model} m ON m.id = p.model_id
     JOIN {input} i ON i.id = p.input_id
@@ -334,6 +334,7 @@ def prediction_json_rows(queryset: QuerySet[Prediction], *, limit: int) -> list[
         score=Score._meta.db_table,
         page=page_sql,
         direction="DESC" if descending else "ASC",
+        cursor_columns=", (EXTRACT(EPOCH FROM p.performed_at) * 1000000)::int8, p.id",
     )
     with _server_binding_cursor() as cursor:
         cursor.execute(sql, params)
@@ -366,8 +367,8 @@ def prediction_page_json(
     after: tuple[datetime, int] | None = None,
     descending: bool = True,
     limit: int,
-) -> list[tuple[str, datetime, int]]:
-    """PostgreSQL: as `prediction_json_rows` over the predictions matching every given filter
+) -> list[str]:
+    """PostgreSQL: the rows' JSON, as `prediction_json_rows`, of the predictions matching every given filter
     (each model pk set: model among them; `after`: the keyset cursor (performed_at, id)), in
     (performed_at, id) order, written as SQL by hand and prepared once per connection.
 
@@ -422,12 +423,11 @@ def prediction_page_json(
         score=Score._meta.db_table,
         page=page_sql,
         direction=direction,
+        cursor_columns="",
     )
     with _server_binding_cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    epoch, delta = _EPOCH, timedelta
-    return [(text, epoch + delta(microseconds=micros), pk) for text, micros, pk in rows]
+        return [text for (text,) in cursor.fetchall()]
 
 
 @lru_cache(maxsize=256)

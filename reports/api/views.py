@@ -7,7 +7,7 @@ with a `Link: <…>; rel="next"` header. Paths have no trailing slash (the route
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -271,10 +271,12 @@ class PredictionViewSet(ReportViewSet):
             descending=ordering.startswith("-"),
             limit=limit + 1,
         )
-        response = HttpResponse("[" + ",".join(row[0] for row in rows[:limit]) + "]", content_type="application/json")
+        response = HttpResponse("[" + ",".join(rows[:limit]) + "]", content_type="application/json")
         if len(rows) > limit:
-            _text, performed_at, pk = rows[limit - 1]
-            response["Link"] = f'<{paginator.next_page_url(request, performed_at, pk)}>; rel="next"'
+            # The cursor from the last row's own JSON: its id and naive-UTC performed_at (exact).
+            last = json.loads(rows[limit - 1])
+            performed_at = datetime.fromisoformat(last["performed_at"]).replace(tzinfo=UTC)
+            response["Link"] = f'<{paginator.next_page_url(request, performed_at, last["id"])}>; rel="next"'
         return response
 
 

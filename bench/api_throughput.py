@@ -8,9 +8,11 @@ requests at a fixed concurrency to /reports/leaderboard, /reports/predictions?li
 /reports/predictions is measured four ways: the first page and a deep page (half-way through,
 reached by a cursor as a client following `Link` headers gets there), each with and without a
 `model_id` filter; each is compared with the trivial view (target: >= 0.5x its req/s and a p99
-<= 3x its p99, in the same run).
+<= 3x its p99, in the same run). The endpoints alternate in `--rounds` bursts (medians are
+printed), and each line also gives the CPU a request cost the server: gunicorn plus the
+PostgreSQL backends it talks to, which a busy shared machine disturbs less than req/s.
 
-    .venv/bin/python bench/api_throughput.py --requests 2000 --concurrency 8
+    .venv/bin/python bench/api_throughput.py --requests 1000 --rounds 3 --concurrency 8
 
 `--compare-metrics` measures what the Prometheus request middleware costs instead: /info (and
 /healthz) with the middleware (METRICS_ENABLED=true, multiprocess files as under run_node) and
@@ -103,9 +105,9 @@ def seed() -> None:
             cursor.execute(
                 """
                 INSERT INTO scoring_score (prediction_id, model_id, input_id, scope_key, performed_at, value, result,
-                    success, failed_reason, scored_at)
+                    success, failed_reason, scored_at, late)
                 SELECT p.id, p.model_id, p.input_id, p.scope_key, p.performed_at, ((p.id % 97) / 97.0) ^ 2,
-                       '{}'::jsonb, true, '', p.resolvable_at
+                       '{}'::jsonb, true, '', p.resolvable_at, false
                 FROM predictions_prediction p
                 """
             )
@@ -132,14 +134,14 @@ def seed() -> None:
 
 def deep_cursor(*, model_id: str | None) -> str:
     """The cursor a client holds half-way through the (optionally model-filtered) history."""
+    from coordinator_site.boundary.params import encode_cursor
     from predictions.models import Prediction
-    from reports.api.pagination import KeysetPagination
 
     rows = Prediction.objects.order_by("-performed_at", "-id")
     if model_id:
         rows = rows.filter(model__model_id=model_id)
     performed_at, pk = rows.values_list("performed_at", "id")[rows.count() // 2]
-    return KeysetPagination.encode_cursor(performed_at, pk)
+    return encode_cursor(performed_at, pk)
 
 
 def load(url: str, *, requests: int, concurrency: int) -> tuple[float, float, float, int]:
@@ -199,7 +201,9 @@ def main() -> None:
     parser.add_argument(
         "--compare-metrics", action="store_true", help="Measure /info with and without the metrics middleware."
     )
-    parser.add_argument("--rounds", type=int, default=5, help="Alternating rounds per variant (--compare-metrics).")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="Alternating rounds per endpoint (default 3; --compare-metrics: 5)."
+    )
     args = parser.parse_args()
     MODELS, INPUTS = args.models, args.inputs
 
@@ -210,6 +214,7 @@ def main() -> None:
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        "GUNICORN_ACCESS_LOG": "false",  # a line per request on the terminal would be measured too
     }
     env.pop("PYTEST_VERSION", None)
     ensure_database(args.db_url)
@@ -222,6 +227,7 @@ def main() -> None:
         return
 
     if args.compare_metrics:
+        args.rounds = args.rounds or 5
         compare_metrics(env, args)
         return
     server, base = serve(env, args.port)
@@ -236,23 +242,54 @@ def main() -> None:
             "predictions model, first page": f"{predictions}&model_id={model}",
             "predictions model, deep page": f"{predictions}&model_id={model}&cursor={deep_cursor(model_id=model)}",
         }
-        for url in targets.values():  # warm both workers (connections, caches)
+        for url in targets.values():  # warm both workers (connections, caches, prepared statements)
             load(url, requests=20, concurrency=4)
-        print(f"gunicorn 2 sync workers, {args.requests} requests per endpoint, concurrency {args.concurrency}")
-        print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bytes':>9}")
+        rounds = args.rounds or 3
+        print(
+            f"gunicorn 2 workers (gunicorn.conf.py), {rounds} rounds of {args.requests} requests per endpoint, "
+            f"concurrency {args.concurrency}; endpoints alternate within each round (order rotated), so a change "
+            f"of the machine's background load hits them alike; load average {os.getloadavg()[0]:.2f}"
+        )
+        bursts: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in targets}
+        sizes = {}
+        names = list(targets)
+        for round_number in range(rounds):
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
+                before = server_cpu_seconds(server.pid) + database_cpu_seconds(args.db_url)
+                client_before = time.process_time()
+                rps, p50, p99, sizes[name] = load(targets[name], requests=args.requests, concurrency=args.concurrency)
+                client = time.process_time() - client_before
+                cpu = server_cpu_seconds(server.pid) + database_cpu_seconds(args.db_url) - before
+                bursts[name].append((rps, p50, p99, cpu / args.requests * 1000, client / args.requests * 1000))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(
+            f"{'endpoint':31} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} {'client CPU':>10} "
+            f"{'bytes':>7}  req/s per round"
+        )
         results = {}
-        for name, url in targets.items():
-            rps, p50, p99, size = load(url, requests=args.requests, concurrency=args.concurrency)
-            results[name] = (rps, p99)
-            print(f"{name:34} {rps:8.0f} {p50:8.1f} {p99:8.1f} {size:9d}")
-        trivial_rps, trivial_p99 = results["trivial /info"]
+        for name, values in bursts.items():
+            rps, p50, p99, cpu, client = (statistics.median(v[i] for v in values) for i in range(5))
+            results[name] = (rps, p99, cpu, client)
+            print(
+                f"{name:31} {rps:6.0f} {p50:7.1f} {p99:7.1f} {cpu:10.2f} {client:10.2f} {sizes[name]:7d}  "
+                + " ".join(f"{v[0]:.0f}" for v in values)
+            )
+        print(
+            "(medians over the rounds; CPU in ms per request: server = gunicorn + its PostgreSQL backends, "
+            "client = this load generator)"
+        )
+        trivial_rps, trivial_p99, trivial_cpu, trivial_client = results["trivial /info"]
         ratio = results["/reports/leaderboard"][0] / trivial_rps
         print(f"leaderboard / trivial = {ratio:.2f} (target >= 0.70)")
-        for name, (rps, p99) in results.items():
+        for name, (rps, p99, cpu, client) in results.items():
             if name.startswith("predictions"):
+                per_round = sorted(b[0] / t[0] for b, t in zip(bursts[name], bursts["trivial /info"], strict=True))
                 print(
-                    f"{name} / trivial: {rps / trivial_rps:.2f}x req/s (target >= 0.50), "
-                    f"p99 {p99 / trivial_p99:.2f}x (target <= 3.00)"
+                    f"{name} / trivial: {rps / trivial_rps:.2f}x req/s (target >= 0.50; per round: median "
+                    f"{statistics.median(per_round):.2f}, {per_round[0]:.2f}-{per_round[-1]:.2f}), "
+                    f"p99 {p99 / trivial_p99:.2f}x (target <= 3.00); server CPU {cpu / trivial_cpu:.2f}x, "
+                    f"server + client CPU {(cpu + client) / (trivial_cpu + trivial_client):.2f}x"
                 )
     finally:
         server.terminate()
@@ -293,6 +330,32 @@ def server_cpu_seconds(master_pid: int) -> float:
         fields = text[text.rindex(")") + 2 :].split()
         if int(entry) == master_pid or int(fields[1]) == master_pid:
             total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def database_cpu_seconds(db_url: str) -> float:
+    """CPU time so far of the PostgreSQL backends serving gunicorn on this machine's database (by
+    application_name; Linux /proc, server on this host). Connections live across requests
+    (CONN_MAX_AGE), so the difference over a burst is what its queries cost the server."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'coordinator:gunicorn'"
+            )
+        ]
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
     return total / tick
 
 

@@ -135,6 +135,9 @@ else:
     _db.setdefault("OPTIONS", {})["application_name"] = f"coordinator:{_process_name}"[:63]
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
+# Postgres only: the heaviest report reads (/reports/predictions) are prepared once per
+# connection. Set false behind a transaction-pooling proxy without prepared-statement support.
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 # `manage.py replay` runs in a child process whose default database is a scratch store; it
 # reads the live rows through this second alias, opened read-only (docs/replay.md).
 if env.str("REPLAY_SOURCE_DATABASE_URL", default=""):

@@ -5,12 +5,15 @@ Everything here returns plain data or querysets that are already ordered; caller
 response can never carry NaN, Infinity or a Decimal.
 """
 
+import json
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache, lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Avg, BigIntegerField, Count, Func, Max, Q, QuerySet
@@ -267,11 +270,8 @@ def prediction_rows(queryset: QuerySet[Prediction], *, limit: int) -> list[tuple
 def _naive_utc_sql(column: str) -> str:
     """SQL for Python's `isoformat()` of a timestamptz in UTC without offset (no fraction when
     the microseconds are 0, as Python writes it)."""
-    return (
-        f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
-        f"CASE WHEN mod(date_part('microseconds', {column})::int8, 1000000) = 0 THEN '' "
-        f"ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END"
-    )
+    # One to_char and a replace (the fraction is the only place ".000000" can occur).
+    return f"replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', '')"
 
 
 _PREDICTION_JSON_PG = """
@@ -299,7 +299,7 @@ _PREDICTION_JSON_PG = """
                                     THEN COALESCE(NULLIF(p.failure_reason, ''), 'Prediction not scored')
                                     ELSE s.failed_reason END,
         'scored_at', CASE WHEN s.id IS NULL THEN NULL ELSE {scored_at} END
-    )::text, (EXTRACT(EPOCH FROM p.performed_at) * 1000000)::int8, p.id
+    )::text{cursor_columns}
     FROM {prediction} p
     JOIN {model} m ON m.id = p.model_id
     JOIN {input} i ON i.id = p.input_id
@@ -334,12 +334,144 @@ def prediction_json_rows(queryset: QuerySet[Prediction], *, limit: int) -> list[
         score=Score._meta.db_table,
         page=page_sql,
         direction="DESC" if descending else "ASC",
+        cursor_columns=", (EXTRACT(EPOCH FROM p.performed_at) * 1000000)::int8, p.id",
     )
-    with connection.cursor() as cursor:
+    with _server_binding_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     epoch, delta = _EPOCH, timedelta
     return [(text, epoch + delta(microseconds=micros), pk) for text, micros, pk in rows]
+
+
+def model_pks(model_ids: list[str]) -> list[int]:
+    """Primary keys of the models with these model ids (unknown ids are left out)."""
+    if connection.vendor != "postgresql":
+        return list(ParticipantModel.objects.filter(model_id__in=model_ids).values_list("pk", flat=True))
+    sql = f"SELECT id FROM {ParticipantModel._meta.db_table} WHERE model_id IN ({', '.join(['%s'] * len(model_ids))})"  # noqa: S608
+    with _server_binding_cursor() as cursor:
+        cursor.execute(sql, model_ids)
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def prediction_page_json(
+    *,
+    model_pk_sets: Iterable[list[int]] = (),
+    scope_key: str | None = None,
+    config_id: int | None = None,
+    subject: str | None = None,
+    horizon_seconds: int | None = None,
+    status: str | None = None,
+    failure_reason: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+    descending: bool = True,
+    limit: int,
+) -> list[str]:
+    """PostgreSQL: the rows' JSON, as `prediction_json_rows`, of the predictions matching every given filter
+    (each model pk set: model among them; `after`: the keyset cursor (performed_at, id)), in
+    (performed_at, id) order, written as SQL by hand and prepared once per connection.
+
+    The same page as the report FilterSet + `prediction_json_rows` (tests compare them), without
+    building, cloning and compiling a queryset per request.
+    """
+    joins, where, params = [], [], []
+    for pks in model_pk_sets:
+        if not pks:
+            return []
+        where.append(f"q.model_id IN ({', '.join(['%s'] * len(pks))})")
+        params.extend(pks)
+    for column, value in (
+        ("q.scope_key", scope_key),
+        ("q.config_id", config_id),
+        ("q.status", status),
+        ("q.failure_reason", failure_reason),
+    ):
+        if value not in (None, ""):
+            where.append(f"{column} = %s")
+            params.append(value)
+    if subject not in (None, ""):
+        joins.append(f"JOIN {Input._meta.db_table} qi ON qi.id = q.input_id")
+        where.append("(qi.scope -> 'subject') = %s::jsonb")
+        params.append(json.dumps(subject))
+    if horizon_seconds is not None:
+        joins.append(f"JOIN {PredictionConfig._meta.db_table} qc ON qc.id = q.config_id")
+        where.append("qc.horizon_seconds = %s")
+        params.append(horizon_seconds)
+    if start is not None:
+        where.append("q.performed_at >= %s")
+        params.append(start)
+    if end is not None:
+        where.append("q.performed_at < %s")
+        params.append(end)
+    op = "<" if descending else ">"
+    if after is not None:
+        # `field <= value AND (field < value OR id < id)`: an index range (see KeysetPagination).
+        where.append(f"q.performed_at {op}= %s AND (q.performed_at {op} %s OR q.id {op} %s)")
+        params.extend([after[0], after[0], after[1]])
+    direction = "DESC" if descending else "ASC"
+    # Only table names, fixed fragments and placeholders go into the text; values are parameters.
+    page_sql = (
+        f"SELECT q.id FROM {Prediction._meta.db_table} q {' '.join(joins)}"  # noqa: S608
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" ORDER BY q.performed_at {direction}, q.id {direction} LIMIT {int(limit)}"
+    )
+    sql = _prediction_json_sql(
+        prediction=Prediction._meta.db_table,
+        model=ParticipantModel._meta.db_table,
+        input=Input._meta.db_table,
+        score=Score._meta.db_table,
+        page=page_sql,
+        direction=direction,
+        cursor_columns="",
+    )
+    with _server_binding_cursor() as cursor:
+        cursor.execute(sql, params)
+        return [text for (text,) in cursor.fetchall()]
+
+
+@lru_cache(maxsize=256)
+def _prediction_json_sql(**names: str) -> str:
+    return _PREDICTION_JSON_PG.format(
+        performed_at=_naive_utc_sql("p.performed_at"),
+        resolvable_at=_naive_utc_sql("p.resolvable_at"),
+        scored_at=_naive_utc_sql("s.scored_at"),
+        **names,
+    )
+
+
+def _server_binding_cursor():
+    """PostgreSQL: a cursor (wrapped like `connection.cursor()`: logged, execute wrappers) that
+    sends parameters apart from the query and has the server prepare it once per connection
+    (DB_PREPARED_STATEMENTS). Planning the page query costs the server nearly as much CPU as
+    running it (about 1.4 ms vs 1.7 ms for 100 rows); Django's default cursor binds on the client
+    and can never reuse a plan."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))
+
+
+@cache
+def _preparing_cursor_class():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        """Prepares every query it runs. Django opens connections with psycopg's automatic
+        preparation off (prepare_threshold=None, which also ignores `prepare=True`); it is
+        turned on for this cursor's own queries only, so Django's cursors are untouched."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            conn = self.connection
+            if not settings.DB_PREPARED_STATEMENTS or conn.prepare_threshold is not None:
+                return super().execute(query, params, prepare=prepare, binary=binary)
+            conn.prepare_threshold = 0
+            try:
+                return super().execute(query, params, prepare=True, binary=binary)
+            finally:
+                conn.prepare_threshold = None
+
+    return PreparingCursor
 
 
 # --- Feeds ----------------------------------------------------------------------------------

@@ -41,19 +41,32 @@ class KeysetPagination(BasePagination):
         orderings = getattr(view, "keyset_orderings", ("-id",))
         return orderings, getattr(view, "default_limit", 100), getattr(view, "max_limit", 1000)
 
-    def paginate_queryset(self, queryset, request, view=None):
+    def page_params(self, request, view, model) -> tuple[str, int, tuple | None]:
+        """(ordering, limit, cursor as (value, pk) or None) from the query, checked in that order."""
         orderings, default_limit, max_limit = self.view_config(view)
         ordering = request.query_params.get(self.ordering_query_param)
         ordering = orderings[0] if ordering is None else parse_choice(ordering, field="ordering", choices=orderings)
         limit = parse_limit(request, default=default_limit, maximum=max_limit, name=self.limit_query_param)
+        cursor = request.query_params.get(self.cursor_query_param)
+        if cursor is not None:
+            model_field = model._meta.get_field(ordering.lstrip("-"))
+            cursor = decode_cursor(
+                cursor, field=self.cursor_query_param, is_datetime=isinstance(model_field, DateTimeField)
+            )
+        return ordering, limit, cursor
+
+    def next_page_url(self, request, value, pk) -> str:
+        """This request's URL with the cursor after the row (value, pk)."""
+        url = request.build_absolute_uri()
+        return replace_query_param(url, self.cursor_query_param, encode_cursor(value, pk))
+
+    def paginate_queryset(self, queryset, request, view=None):
+        ordering, limit, cursor = self.page_params(request, view, queryset.model)
         descending = ordering.startswith("-")
         field = ordering.lstrip("-")
         model_field = queryset.model._meta.get_field(field)
-        cursor = request.query_params.get(self.cursor_query_param)
         if cursor is not None:
-            value, pk = decode_cursor(
-                cursor, field=self.cursor_query_param, is_datetime=isinstance(model_field, DateTimeField)
-            )
+            value, pk = cursor
             after = "lt" if descending else "gt"
             if model_field.primary_key:
                 queryset = queryset.filter(**{f"pk__{after}": pk})
@@ -75,9 +88,7 @@ class KeysetPagination(BasePagination):
             last = rows[-1]
             cursor_of = getattr(view, "keyset_cursor", None)
             value, pk = cursor_of(last, field) if cursor_of else (getattr(last, field), last.pk)
-            url = request.build_absolute_uri()
-            url = replace_query_param(url, self.cursor_query_param, encode_cursor(value, pk))
-            self.next_url = url
+            self.next_url = self.next_page_url(request, value, pk)
         return rows
 
     def get_paginated_response(self, data):

@@ -48,9 +48,9 @@ from predictions.services import judge, storable_identity, upsert_model_identiti
 from scoring.aggregation import NOT_ASKED
 from scoring.hashing import leaf_hash, snapshot_document
 from scoring.models import Score, Snapshot, SnapshotSeal
+from scoring.postprocess import ScorePass
 from scoring.services import (
     InputOutcome,
-    ScoreRow,
     ScoringContext,
     _validated_ground_truth,
     backoff,
@@ -555,11 +555,42 @@ def upload_ground_truth(*, round_: Round, truth: dict[str, Any], actor: str = ""
 # --- scoring ----------------------------------------------------------------------------------------
 
 
-def apply_round_score_pass(ctx: ScoringContext, round_: Round, scores: list[ScoreRow]) -> None:
-    """The call point for a pass over the whole round population once every value is computed
-    and before anything is written (normalisation/capping, issue 17 item 3). No pass is
-    configured on this branch: a no-op."""
-    return None
+def apply_round_score_pass(ctx: ScoringContext, outcomes: list[InputOutcome]) -> None:
+    """The score pass (SCORE_PASS / the contract's `score_pass`, scoring/postprocess.py) over the
+    round's population: every successfully scored prediction of the round, all samples and
+    models together (live scoring's population is one Input). Called once, after every raw
+    value is computed and before anything is written. Each successful Score gets the passed
+    value (its result keeps `raw_value`); then each sample's missing answers get the
+    missing-answer policy on that sample's passed values (0.0 for `worst` after normalising,
+    the bottom of the scale, as live scoring does). No pass configured: nothing changes."""
+    score_pass = ctx.score_pass
+    if not score_pass.active:
+        return
+    successes = [s for o in outcomes for s in o.scores if s.success]
+    raw = [s.value for s in successes]
+    for score, raw_value, value in zip(successes, raw, score_pass.apply(raw), strict=True):
+        score.value = value
+        score.result = {
+            **score.result,
+            ctx.value_field: value,
+            "raw_value": raw_value,
+            "score_pass": score_pass.mode,
+            "score_pass_population": "round",
+        }
+        score.result_json = None  # encoded again when inserted
+    for outcome in outcomes:
+        if outcome.kind != "resolved":
+            continue  # an expired sample's answers have no value
+        answered = [s for s in outcome.scores if s.success]
+        penalty = ctx.policy.penalty([s.value for s in answered], direction=ctx.direction)
+        if penalty is not None and score_pass.mode == "normalise" and ctx.policy.mode == "worst":
+            penalty = 0.0
+        raw_penalty = ctx.policy.penalty([s.result["raw_value"] for s in answered], direction=score_pass.raw_direction)
+        for score in outcome.scores:
+            if not score.success:
+                score.value = penalty
+                score.result = {**score.result, "raw_value": raw_penalty, "score_pass": score_pass.mode}
+                score.result_json = None
 
 
 def score_next_round(*, worker_id: str, now: datetime | None = None) -> bool:
@@ -600,6 +631,8 @@ def score_round(*, round_: Round, token: str, now: datetime) -> Round:
         rebuild_snapshots(ctx, _undo_previous_scores(ctx, inputs))
         truth = locked.ground_truth or {}
         grouped = load_predictions([i.pk for i in inputs])
+        # The pass runs over the whole round below, not per sample as in live scoring.
+        round_pass, ctx.score_pass = ctx.score_pass, ScorePass()
         outcomes = []
         for input_ in inputs:
             raw = truth.get(input_.sample_id)
@@ -612,10 +645,11 @@ def score_round(*, round_: Round, token: str, now: datetime) -> Round:
             outcome.pending = sum(1 for p in outcome.predictions if p.status == PredictionStatus.PENDING)
             score_outcome(ctx, outcome)
             outcomes.append(outcome)
+        ctx.score_pass = round_pass
+        apply_round_score_pass(ctx, outcomes)
         scores = [s for o in outcomes for s in o.scores]
         for score in scores:
             score.performed_at = now  # the round lands in the period open at scoring time
-        apply_round_score_pass(ctx, locked, scores)
         _write_statuses(outcomes, now=now)
         flag_late_scores(scores)
         insert_scores(scores)

@@ -310,3 +310,26 @@ def test_cancel_ends_the_round_and_its_samples(gateway):
     assert not Prediction.objects.filter(config_id=round_.config_id, status=PredictionStatus.PENDING).exists()
     with pytest.raises(InvalidTransition):
         upload_ground_truth(round_=round_, truth={"s0": truth_for(0)})
+
+
+def test_the_score_pass_runs_over_the_whole_round_population(gateway, settings):
+    from scoring.postprocess import percentile
+
+    settings.SCORE_PASS = "cap"
+    settings.SCORE_PASS_CAP_PERCENTILE = "50"
+    truth = {f"s{i}": truth_for(i) for i in range(6)}
+    round_ = scored_round(gateway, truth)
+    raw = {}
+    for i in range(6):
+        y = 1.0 if UP[i] else 0.0
+        raw[(f"s{i}", "echo")] = (P[i] - y) ** 2
+        if i != 2:
+            raw[(f"s{i}", "skipper")] = (1 - P[i] - y) ** 2
+    cap = percentile(sorted(raw.values()), 50)  # one cap for the round, not one per sample
+    for (sample, model), value in raw.items():
+        score = by_sample(round_, model)[sample].score
+        assert score.result["raw_value"] == pytest.approx(value)
+        assert score.value == pytest.approx(min(value, cap))
+        assert score.result["score_pass_population"] == "round"
+    # the skipped sample's penalty is the worst passed value of that sample (only echo answered)
+    assert by_sample(round_, "skipper")["s2"].score.value == pytest.approx(min(raw[("s2", "echo")], cap))

@@ -120,8 +120,6 @@ def parse_samples(data: Any) -> list[SampleSpec]:
             problems.append(f"sample #{index}: expected an object")
             continue
         sample_id = item.get("sample_id")
-        if isinstance(sample_id, int) and not isinstance(sample_id, bool):
-            sample_id = str(sample_id)
         if not isinstance(sample_id, str) or not SAMPLE_ID.match(sample_id):
             problems.append(
                 f"sample #{index}: sample_id must be 1-{SAMPLE_ID_MAX} letters, digits, '.', '_', ':' or '-', "
@@ -180,6 +178,12 @@ def open_round(
     if not samples:
         raise RoundError("a round needs at least one sample")
     weight = _checked_weight(out_of_sample_weight)
+    if meta is not None and not isinstance(meta, dict):
+        raise RoundError("meta must be an object")
+    try:
+        meta = clean_json(meta, field="meta") if meta else None
+    except ValueError as exc:
+        raise RoundError(str(exc)) from exc
     with transaction.atomic():
         existing = Round.objects.filter(round_id=round_id).first()
         if existing is not None:
@@ -489,13 +493,9 @@ def truth_mapping(data: Any) -> dict[str, Any]:
     return mapping
 
 
-def upload_ground_truth(*, round_: Round, truth: dict[str, Any], actor: str = "", now: datetime | None = None) -> Round:
-    """Validate and store a round's ground truth (INFERENCE_DONE, or GROUND_TRUTH_UPLOADED:
-    replaced) and wake run_score. Each truth is checked against the contract's
-    ground_truth_type on its own; the report lists missing, extra and invalid sample ids, and
-    none of them shifts another sample's pairing. After scoring: InvalidTransition (re-score
-    explicitly first)."""
-    now = now or timezone.now()
+def check_truth_uploadable(round_: Round) -> None:
+    """InvalidTransition unless the round takes ground truth now (INFERENCE_DONE, or
+    GROUND_TRUTH_UPLOADED: replaced); checked before a file is even parsed."""
     current = Round.objects.filter(pk=round_.pk).values_list("status", flat=True).first()
     if current not in (RoundStatus.INFERENCE_DONE, RoundStatus.GROUND_TRUTH_UPLOADED):
         hint = " (re-score it explicitly, with a reason)" if current == RoundStatus.SCORED else ""
@@ -504,6 +504,16 @@ def upload_ground_truth(*, round_: Round, truth: dict[str, Any], actor: str = ""
             current=current,
             target=RoundStatus.GROUND_TRUTH_UPLOADED,
         )
+
+
+def upload_ground_truth(*, round_: Round, truth: dict[str, Any], actor: str = "", now: datetime | None = None) -> Round:
+    """Validate and store a round's ground truth (INFERENCE_DONE, or GROUND_TRUTH_UPLOADED:
+    replaced) and wake run_score. Each truth is checked against the contract's
+    ground_truth_type on its own; the report lists missing, extra and invalid sample ids, and
+    none of them shifts another sample's pairing. After scoring: InvalidTransition (re-score
+    explicitly first)."""
+    now = now or timezone.now()
+    check_truth_uploadable(round_)
     ctx_type = get_contract().ground_truth_type
     sample_ids = set(Input.objects.filter(config_id=round_.config_id).values_list("sample_id", flat=True))
     accepted: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from tournament.selectors import round_predictions, round_report, rounds_list
 from tournament.services import (
     RoundError,
     cancel_round,
+    check_truth_uploadable,
     open_round,
     parse_samples,
     parse_truth_file,
@@ -56,6 +57,8 @@ OPEN_REQUEST = {
         "samples": {
             "type": "array",
             "minItems": 1,
+            "uniqueItems": True,
+            "description": "Each sample_id once.",
             "items": {
                 "type": "object",
                 "properties": {
@@ -81,7 +84,11 @@ TRUTH_REQUEST = {
                 {"type": "array", "minItems": 1, "items": {"type": "object"}},
             ]
         },
-        "csv": {"type": "string", "minLength": 1},
+        "csv": {
+            "type": "string",
+            "pattern": "sample_id",
+            "description": "CSV text; its header has a sample_id column.",
+        },
     },
     "anyOf": [{"required": ["ground_truth"]}, {"required": ["csv"]}],
 }
@@ -168,18 +175,21 @@ class TournamentRoundViewSet(ReportViewSet):
         description="Stores the samples (each one Input) and wakes run_predict, which asks every model once "
         "per sample. Answers the round's report with `created` true; the same round with the same samples "
         "again is a no-op (`created` false); with other samples or weight, 409.",
-        request=openapi.request_body(OPEN_REQUEST),
+        request={"application/json": OPEN_REQUEST},  # nested: JSON only
         responses={200: OpenApiTypes.OBJECT, **CREATE_ERRORS},
     )
     def create(self, request):
         body = _body(request)
         weight = body.get("out_of_sample_weight")
         try:
+            for optional in ("out_of_sample_weight", "meta"):
+                if optional in body and body[optional] is None:
+                    raise RoundError(f"{optional} may be left out but not null")
             round_, created = open_round(
                 round_id=body.get("round_id"),
                 samples=parse_samples(body.get("samples")),
                 out_of_sample_weight=weight,
-                meta=body.get("meta") if isinstance(body.get("meta"), dict) else None,
+                meta=body.get("meta"),
                 actor=request_actor(request),
             )
         except RoundError as exc:
@@ -194,7 +204,7 @@ class TournamentRoundViewSet(ReportViewSet):
         "reported and never shift another sample's pairing. Replaces earlier truth before scoring; after "
         "scoring, 409 (re-score first).",
         parameters=[ROUND_ID],
-        request=openapi.request_body(TRUTH_REQUEST),
+        request={"application/json": TRUTH_REQUEST},  # nested: JSON only
         responses={200: OpenApiTypes.OBJECT, **ROUND_ERRORS},
     )
     @action(detail=True, methods=["post"], url_path="ground-truth", filter_backends=[], pagination_class=None)
@@ -202,6 +212,7 @@ class TournamentRoundViewSet(ReportViewSet):
         round_ = self.get_round()
         body = _body(request)
         try:
+            check_truth_uploadable(round_)
             if isinstance(body.get("csv"), str):
                 truth = parse_truth_file(body["csv"], name="upload.csv")
             elif "ground_truth" in body:

@@ -19,6 +19,7 @@ from tournament.selectors import round_report
 from tournament.services import (
     RoundError,
     cancel_round,
+    check_truth_uploadable,
     open_round,
     parse_samples,
     parse_truth_file,
@@ -63,8 +64,10 @@ class Command(BaseCommand):
                 self._infer(self._round(options["round_id"]))
             elif action == "upload-truth":
                 path = Path(options["file"])
+                round_ = self._round(options["round_id"])
+                check_truth_uploadable(round_)
                 truth = parse_truth_file(self._read(path), name=path.name)
-                round_ = upload_ground_truth(round_=self._round(options["round_id"]), truth=truth, actor=actor)
+                round_ = upload_ground_truth(round_=round_, truth=truth, actor=actor)
                 report = round_.truth_report
                 self.stdout.write(
                     f"round {round_.round_id}: ground truth for {report['accepted']}/{report['samples']} sample(s) "

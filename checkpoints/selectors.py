@@ -15,7 +15,7 @@ from coordinator_site.contract import Aggregation, get_callable
 from coordinator_site.exact import EXACT, exact, exact_mean, parse_decimal
 from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
-from predictions.models import Input, PredictionConfig
+from predictions.models import LIVE_INPUTS, Input, PredictionConfig
 from scoring.models import Score, Snapshot
 
 # Periods are aligned to this Monday 00:00 UTC, so weekly checkpoints run Monday to Monday and
@@ -100,8 +100,10 @@ def period_readiness(period: Period, *, now: datetime) -> Readiness:
         waiting.append(
             f"predict schedule not past the period end for {', '.join(behind)} ({_last_seen('run_predict')})"
         )
+    # A tournament round's samples are not waited on: its scores land in the period open when
+    # the round is scored (docs/tournament.md).
     open_inputs = Input.objects.filter(
-        status=InputStatus.RECEIVED, received_at__gte=period.start, received_at__lt=period.end
+        LIVE_INPUTS, status=InputStatus.RECEIVED, received_at__gte=period.start, received_at__lt=period.end
     ).count()
     if open_inputs:
         waiting.append(f"{open_inputs} input(s) not resolved or expired yet ({_last_seen('run_score')})")

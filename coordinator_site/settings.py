@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "feeds",
     "predictions",
     "scoring",
+    "tournament",
     "checkpoints",
     "monitoring",
     "replay",
@@ -334,3 +335,17 @@ SPECTACULAR_SETTINGS = {
 }
 # Browsers may read the pagination header of cross-origin responses.
 CORS_EXPOSE_HEADERS = ["Link"]
+
+# --- Tournament rounds (docs/tournament.md) -------------------------------------------------
+# Weight of the out-of-sample part in a round's combined score (in-sample gets 1 - weight);
+# a round opened without its own weight takes this one.
+TOURNAMENT_OUT_OF_SAMPLE_WEIGHT = env.float("TOURNAMENT_OUT_OF_SAMPLE_WEIGHT", default=0.5)
+# The model method called once per sample, with the sample's features as its one argument.
+TOURNAMENT_PREDICT_METHOD = env.str("TOURNAMENT_PREDICT_METHOD", default="predict")
+# Samples inferred per run_predict pass (live slots are served between chunks).
+TOURNAMENT_INFERENCE_CHUNK = env.int("TOURNAMENT_INFERENCE_CHUNK", default=25)
+# Lease on a round claimed for inference or scoring (a crashed worker's round is taken over).
+TOURNAMENT_LEASE_SECONDS = env.int("TOURNAMENT_LEASE_SECONDS", default=300)
+# Folder of round files (JSON: samples with sample_id, features, part) that `doctor` validates,
+# with the models' round method; empty: no tournament checks (a workspace of the tournament pack sets it).
+TOURNAMENT_ROUNDS_DIR = env.str("TOURNAMENT_ROUNDS_DIR", default="")

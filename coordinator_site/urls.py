@@ -28,6 +28,7 @@ urlpatterns = [
     path("", include("reports.urls")),  # /healthz, /info, /reports/..., /api/schema/, /api/docs/
     path("", include("reports.pages.urls")),  # the HTML pages
     # Last: whatever /reports path no route matched (unknown path, non-numeric id) is a JSON 404,
-    # as the API's clients expect, not Django's HTML page.
-    re_path(r"^reports(?:/.*)?$", not_found),
+    # as the API's clients expect, not Django's HTML page. DOTALL: a path parameter may hold a
+    # newline (a string round_id), which `.` would not match: [\s\S] does.
+    re_path(r"^reports(?:/[\s\S]*)?$", not_found),
 ]

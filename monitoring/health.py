@@ -45,7 +45,7 @@ from feeds.dims import FeedDims, granularity_seconds
 from feeds.models import FeedIngestionState
 from feeds.selectors import stream_cadence
 from predictions.choices import FailureReason, InputStatus, PredictionStatus
-from predictions.models import Input, Prediction, PredictionConfig
+from predictions.models import LIVE_INPUTS, Input, Prediction, PredictionConfig
 
 # The node's four stage workers: each must be beating. Other heartbeat names (one-off commands)
 # are judged only while they run.
@@ -245,7 +245,7 @@ def _predict_check(config: PredictionConfig, answers: dict | None, *, now: datet
 def score_check(*, now: datetime, cadence: float, feed_step_seconds: float) -> Check:
     """The resolvable backlog: drained within a couple of cadences (plus the tape's step), and
     never older than the ground-truth grace, after which the score worker must have expired it."""
-    backlog = Input.objects.filter(status=InputStatus.RECEIVED, resolvable_at__lte=now).aggregate(
+    backlog = Input.objects.filter(LIVE_INPUTS, status=InputStatus.RECEIVED, resolvable_at__lte=now).aggregate(
         n=Count("id"), oldest=Min("resolvable_at")
     )
     count, oldest = backlog["n"], backlog["oldest"]

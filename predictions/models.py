@@ -12,6 +12,10 @@ from predictions.choices import (
     PredictionStatus,
 )
 
+# Inputs of the live schedule (not a tournament round's samples): what the score worker claims,
+# what health counts as a backlog and what checkpoint readiness waits on.
+LIVE_INPUTS = Q(sample_id="")
+
 
 class ParticipantModel(models.Model):
     """A participant's model as the orchestrator (or the local models folder) identifies it."""
@@ -97,6 +101,10 @@ class Input(models.Model):
 
     config = models.ForeignKey(PredictionConfig, on_delete=models.PROTECT, related_name="inputs")
     scheduled_for = models.DateTimeField(help_text="The schedule slot this input serves.")
+    # Empty for the live schedule. A tournament round's samples (docs/tournament.md) carry their
+    # sample id here: they are unique on (config, sample_id) instead of (config, scheduled_for),
+    # and the live score worker, health and checkpoint readiness never look at them.
+    sample_id = models.CharField(max_length=128, blank=True, default="")
     raw_data = models.JSONField(default=dict)
     scope = models.JSONField(default=dict, blank=True)
     as_of = models.DateTimeField(null=True, blank=True, help_text="ts_event of the newest tape record shown.")
@@ -119,7 +127,12 @@ class Input(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["config", "scheduled_for"], name="input_natural_key"),
+            models.UniqueConstraint(
+                fields=["config", "scheduled_for"], name="input_natural_key", condition=Q(sample_id="")
+            ),
+            models.UniqueConstraint(
+                fields=["config", "sample_id"], name="input_sample_key", condition=~Q(sample_id="")
+            ),
             models.CheckConstraint(condition=Q(status__in=InputStatus.values), name="input_status_valid"),
         ]
         indexes = [

@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from reports.api import views
+from reports.api import tournament, views
 
 router = SimpleRouter(trailing_slash=False)
 # SimpleRouter emits, per viewset, the list route, then detail=False actions (`latest`,
@@ -18,6 +18,7 @@ router.register("reports/checkpoints", views.CheckpointViewSet, basename="report
 router.register("reports/emissions", views.EmissionViewSet, basename="report-emission")
 router.register("reports/merkle", views.MerkleViewSet, basename="report-merkle")
 router.register("reports/schema", views.ReportSchemaViewSet, basename="report-schema")
+router.register("reports/tournament/rounds", tournament.TournamentRoundViewSet, basename="report-tournament-round")
 
 urlpatterns = [
     path("healthz", views.HealthView.as_view(), name="healthz"),

@@ -123,9 +123,9 @@ def seconds_until_next_resolvable(*, now: datetime) -> float | None:
     """Seconds until a RECEIVED Input is due for scoring (resolvable, not backing off, not leased
     elsewhere); None without one. What run_score sleeps when idle."""
     from predictions.choices import InputStatus
-    from predictions.models import Input
+    from predictions.models import LIVE_INPUTS, Input
 
-    rows = Input.objects.filter(status=InputStatus.RECEIVED).values_list(
+    rows = Input.objects.filter(LIVE_INPUTS, status=InputStatus.RECEIVED).values_list(
         "resolvable_at", "next_attempt_at", "lease_until"
     )[:10_000]
     due = [max(t for t in times if t is not None) for times in rows]

@@ -42,7 +42,7 @@ from coordinator_site.boundary import MAX_ABS_SCORE, clean_json, clean_number, e
 from coordinator_site.contract import get_callable, get_contract
 from coordinator_site.exact import EXACT, exact_mean
 from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
-from predictions.models import Input, ParticipantModel, Prediction
+from predictions.models import LIVE_INPUTS, Input, ParticipantModel, Prediction
 from scoring.aggregation import merge_summaries
 from scoring.hashing import leaf_hash, snapshot_document
 from scoring.models import Leaderboard, Score, Snapshot, SnapshotSeal
@@ -156,6 +156,7 @@ def due_inputs_filter(now: datetime) -> Q:
     """RECEIVED Inputs past resolvable_at, not backing off, lease free or expired."""
     return (
         Q(status=InputStatus.RECEIVED, resolvable_at__lte=now)
+        & LIVE_INPUTS  # a tournament round's samples are scored by their round (tournament app)
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     )

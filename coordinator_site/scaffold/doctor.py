@@ -7,6 +7,7 @@ system checks every command runs at start (so `ok` here means `migrate` and `run
 folder and checks that configuration instead of the running one.
 """
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ def run_checks() -> list[CheckResult]:
         check_feed(),
         check_database(),
         check_models_directory(),
+        check_tournament(),
         check_startup(),
     ]
 
@@ -207,6 +209,59 @@ def check_models_directory() -> CheckResult:
     return CheckResult(name, True, f"{directory}: {len(gateway.models)} models load: {loaded}")
 
 
+def check_tournament() -> CheckResult:
+    """Tournament rounds (only when TOURNAMENT_ROUNDS_DIR is set): the weight, every round file in
+    the folder (the samples `manage.py tournament open` would accept), and every model of
+    MODELS_DIR answering TOURNAMENT_PREDICT_METHOD."""
+    from predictions.gateway.local import LocalModelGateway, ModelLoadError
+    from tournament.services import parse_samples
+
+    name = "tournament"
+    folder = settings.TOURNAMENT_ROUNDS_DIR
+    if not folder:
+        return CheckResult(name, True, "no tournament rounds folder (TOURNAMENT_ROUNDS_DIR unset)")
+    weight = settings.TOURNAMENT_OUT_OF_SAMPLE_WEIGHT
+    if not 0 <= weight <= 1:
+        return CheckResult(name, False, f"TOURNAMENT_OUT_OF_SAMPLE_WEIGHT={weight} is not in [0, 1]")
+    directory = Path(folder)
+    if not directory.is_dir():
+        return CheckResult(name, False, f"TOURNAMENT_ROUNDS_DIR={directory} is not a directory")
+    files = sorted(directory.glob("*.json"))
+    samples = 0
+    for path in files:
+        try:
+            samples += len(parse_samples(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as exc:
+            problems = getattr(exc, "problems", [])
+            detail = f"{exc}: {problems[0]}" if problems else str(exc)
+            return CheckResult(name, False, f"{path}: {detail}")
+    method = settings.TOURNAMENT_PREDICT_METHOD
+    gateway = LocalModelGateway(
+        models_dir=Path(settings.MODELS_DIR),
+        base_classname=settings.MODEL_BASE_CLASSNAME,
+        timeout=settings.MODEL_CALL_TIMEOUT_SECONDS,
+    )
+    try:
+        gateway.start()
+        missing = sorted(
+            folder_name
+            for folder_name, model in gateway.models.items()
+            if not callable(getattr(model.instance, method, None))
+        )
+    except (ModelLoadError, ImportError) as exc:
+        return CheckResult(name, False, f"models: {_error(exc)}")
+    finally:
+        gateway.close()
+    if missing:
+        return CheckResult(name, False, f"model(s) without {method}(features): {', '.join(missing)}")
+    return CheckResult(
+        name,
+        True,
+        f"{len(files)} round file(s), {samples} sample(s); models answer {method}(features); "
+        f"out-of-sample weight {weight:g}",
+    )
+
+
 def settings_for_env(env: dict[str, str]) -> dict[str, Any]:
     """The settings a node started with `env` (a generated .env) would have, for the checks above."""
     overrides: dict[str, Any] = {"CALLABLE_OVERRIDES": {slot: env.get(slot, "") for slot in SLOT_PARAMETERS}}
@@ -216,6 +271,11 @@ def settings_for_env(env: dict[str, str]) -> dict[str, Any]:
     for key in ("FEED_KIND", "FEED_GRANULARITY", "FEED_CSV_PATH", "PYTH_API_KEY"):
         if key in env:
             overrides[key] = env[key]
+    for key in ("TOURNAMENT_ROUNDS_DIR", "TOURNAMENT_PREDICT_METHOD"):
+        if key in env:
+            overrides[key] = env[key]
+    if "TOURNAMENT_OUT_OF_SAMPLE_WEIGHT" in env:
+        overrides["TOURNAMENT_OUT_OF_SAMPLE_WEIGHT"] = float(env["TOURNAMENT_OUT_OF_SAMPLE_WEIGHT"])
     if "SECRET_KEY" in env:  # empty means the built-in development key, as in settings.py
         overrides["SECRET_KEY"] = env["SECRET_KEY"] or settings.DEFAULT_SECRET_KEY
     if "FEED_SUBJECTS" in env:

@@ -149,7 +149,10 @@ def render_workspace(
     """
     context = _context(names=names, pack=pack, config=config, workspace=workspace, offline=offline)
     files: dict[str, str] = {}
-    for part, folder in (("workspace", ""), ("challenge", names.dist_name), ("node", names.node_dir)):
+    parts = [("workspace", ""), ("challenge", names.dist_name), ("node", names.node_dir)]
+    if config.tournament is not None:  # the tabular examples, their tests and a sample round
+        parts += [("tournament/challenge", names.dist_name), ("tournament/node", names.node_dir)]
+    for part, folder in parts:
         root = TEMPLATES_DIR / part
         for template in sorted(root.rglob("*.tmpl")):
             relative = template.relative_to(root).as_posix().removesuffix(".tmpl")
@@ -252,7 +255,7 @@ def _context(
         "workspace_dir": str(workspace),
         "challenge_dir": str(challenge_dir),
         "node_dir_abs": str(node_dir),
-        "models_dir": str(challenge_dir / "examples"),
+        "models_dir": str(challenge_dir / ("tournament_examples" if config.tournament else "examples")),
         "prediction_configs_path": str(node_dir / "scheduled_prediction_configs.json"),
         "pythonpath": f"{challenge_dir}{os.pathsep}{node_dir}",
         "base_class": f"{names.package}.model.ModelBaseClass",
@@ -277,7 +280,37 @@ def _context(
         "contract_callables": _python_dict(overrides),
         "callables_table": callables_table,
         "scoring_function": scoring_attr or "brier_score",
+        **_tournament_context(config, challenge_dir=challenge_dir, node_dir=node_dir),
     }
+
+
+def _tournament_context(config: WorkspaceConfig, *, challenge_dir: Path, node_dir: Path) -> dict[str, str]:
+    """The .env lines and RUNBOOK section of a tournament workspace (empty otherwise)."""
+    spec = config.tournament
+    if spec is None:
+        return {"tournament_env": "", "tournament_runbook": "", "tournament_method": "predict_round"}
+    env = (
+        "\n# --- Tournament rounds (docs/tournament.md of the node) ------------------------------\n"
+        "# Each model's round method, called once per sample with the sample's features.\n"
+        f"TOURNAMENT_PREDICT_METHOD={spec.predict_method}\n"
+        "# Combined score = (1 - w) * in-sample mean + w * out-of-sample mean.\n"
+        f"TOURNAMENT_OUT_OF_SAMPLE_WEIGHT={_number(spec.out_of_sample_weight)}\n"
+        f"TOURNAMENT_INFERENCE_CHUNK={spec.inference_chunk}\n"
+        "# Round files `doctor` validates (samples with sample_id, features, part).\n"
+        f"TOURNAMENT_ROUNDS_DIR={node_dir / 'rounds'}\n"
+    )
+    runbook = (
+        "\n## Tournament rounds\n\n"
+        "```bash\n"
+        f"python manage.py tournament open {node_dir / 'rounds' / 'sample_round.json'}   # OPEN; run_predict asks the models\n"
+        "python manage.py tournament status sample-round                   # INFERENCE_DONE when every model answered\n"
+        f"python manage.py tournament upload-truth sample-round {node_dir / 'rounds' / 'sample_truth.csv'}\n"
+        "python manage.py tournament status sample-round                   # SCORED: results per part and combined\n"
+        "```\n\n"
+        "Without a running run_predict, `python manage.py tournament infer <round_id>` asks the models at once. "
+        "Re-uploading truth before scoring replaces it; after scoring, `tournament rescore <round_id> --reason ...`.\n"
+    )
+    return {"tournament_env": env, "tournament_runbook": runbook, "tournament_method": spec.predict_method}
 
 
 LIVE_FEED_NOTES = {

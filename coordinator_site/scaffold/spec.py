@@ -63,6 +63,18 @@ class ScheduleEntry(BaseModel):
         return value
 
 
+class TournamentSpec(BaseModel):
+    """Tournament rounds (docs/tournament.md): the models' round method, the out-of-sample weight
+    of the combined score, samples per inference chunk. Present: the workspace gets the tabular
+    example models, their tests and a sample round (templates/tournament)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    predict_method: str = Field(default="predict_round", pattern=r"^[a-z_][a-z0-9_]*$")
+    out_of_sample_weight: float = Field(default=0.5, ge=0, le=1)
+    inference_chunk: int = Field(default=25, ge=1)
+
+
 class WorkspaceConfig(BaseModel):
     """A pack's body, or a pack's body with a spec merged over it."""
 
@@ -76,6 +88,7 @@ class WorkspaceConfig(BaseModel):
     checkpoint_interval_seconds: int = Field(ge=60)
     snapshot_period_seconds: int = Field(ge=60)
     model_call_timeout_seconds: float = Field(gt=0)
+    tournament: TournamentSpec | None = None
 
     @field_validator("callables")
     @classmethod

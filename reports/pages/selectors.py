@@ -23,7 +23,7 @@ from feeds.models import FeedIngestionState
 from monitoring import health as monitoring_health
 from monitoring.health import current_health
 from predictions.choices import InputStatus, PredictionStatus
-from predictions.models import Input, ParticipantModel, Prediction, PredictionConfig
+from predictions.models import LIVE_INPUTS, Input, ParticipantModel, Prediction, PredictionConfig
 from predictions.selectors import predictions_list
 from scoring.models import Leaderboard, Snapshot
 
@@ -75,7 +75,9 @@ def queue_depths(*, now: datetime) -> dict[str, int]:
     """The backlog of each stage; each count runs over a partial index that holds only the queue."""
     return {
         "pending_predictions": Prediction.objects.filter(status=PredictionStatus.PENDING).count(),
-        "overdue_inputs": Input.objects.filter(status=InputStatus.RECEIVED, resolvable_at__lte=now).count(),
+        "overdue_inputs": Input.objects.filter(
+            LIVE_INPUTS, status=InputStatus.RECEIVED, resolvable_at__lte=now
+        ).count(),
         "unbuilt_checkpoint_periods": unbuilt_checkpoint_periods(now=now),
     }
 

@@ -4,7 +4,14 @@ tests/reports/test_fuzz.py; these pin what schemathesis found wrong)."""
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-WRITES = {("post", "/reports/checkpoints/{id}/confirm"), ("patch", "/reports/checkpoints/{id}/status")}
+WRITES = {
+    ("post", "/reports/checkpoints/{id}/confirm"),
+    ("patch", "/reports/checkpoints/{id}/status"),
+    ("post", "/reports/tournament/rounds"),
+    ("post", "/reports/tournament/rounds/{round_id}/ground-truth"),
+    ("post", "/reports/tournament/rounds/{round_id}/rescore"),
+    ("post", "/reports/tournament/rounds/{round_id}/cancel"),
+}
 CAN_404 = {
     "/reports/checkpoints/{id}",
     "/reports/checkpoints/{id}/emission",
@@ -16,6 +23,11 @@ CAN_404 = {
     "/reports/checkpoints/latest/prizes",
     "/reports/emissions/latest",
     "/reports/merkle/proof",
+    "/reports/tournament/rounds/{round_id}",
+    "/reports/tournament/rounds/{round_id}/predictions",
+    "/reports/tournament/rounds/{round_id}/ground-truth",
+    "/reports/tournament/rounds/{round_id}/rescore",
+    "/reports/tournament/rounds/{round_id}/cancel",
 }
 
 

@@ -52,6 +52,7 @@ def test_doctor_passes_on_a_generated_workspace(workspace):
         "feed source",
         "database",
         "models directory",
+        "tournament",
         "start-up checks",
     ]
     assert all(line.startswith("ok") for line in lines.values())
@@ -64,7 +65,7 @@ def test_doctor_passes_in_a_subprocess_configured_only_by_the_generated_env(work
     result = subprocess.run([*manage_py, "doctor"], env=env, capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "all 17 checks passed" in result.stdout
+    assert "all 18 checks passed" in result.stdout
 
 
 def test_doctor_catches_a_contract_that_does_not_import(workspace):
@@ -141,7 +142,7 @@ def test_doctor_catches_an_unreachable_database(workspace, manage_py):
     database = next(line for line in result.stdout.splitlines() if " database " in line)
     assert database.startswith("FAIL")
     assert "unreachable" in database
-    assert "1 of 17 checks failed: database" in result.stderr
+    assert "1 of 18 checks failed: database" in result.stderr
 
 
 def test_doctor_catches_a_missing_models_directory(workspace, tmp_path):

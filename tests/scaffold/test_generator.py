@@ -131,7 +131,9 @@ def test_a_bad_slug_is_refused(tmp_path, slug):
 
 
 def test_an_unknown_pack_is_refused(tmp_path):
-    assert_refused(tmp_path, ["--pack", "tournament"], "unknown pack 'tournament'; available packs: baseline, realtime")
+    assert_refused(
+        tmp_path, ["--pack", "trading"], "unknown pack 'trading'; available packs: baseline, realtime, tournament"
+    )
 
 
 def test_a_malformed_spec_is_refused(tmp_path):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from coordinator_site import metrics, wakeup
+from coordinator_site.units import run_registered_units
 from coordinator_site.worker import UnitResult, WorkerCommand
 from predictions.gateway import build_gateway
 from predictions.selectors import seconds_until_next_slot
@@ -78,10 +79,13 @@ class Command(WorkerCommand):
             return UnitResult(found=False, counts={"gateway_not_ready": 1})
         started_at = timezone.now()
         report = run_predict_cycle(gateway=self.gateway, worker_id=self.worker_id, ticks=self.ticks)
+        # Units other apps registered for this worker (a tournament round's inference, in chunks
+        # between live slots): coordinator_site/units.py.
+        extra = run_registered_units("run_predict", gateway=self.gateway, worker_id=self.worker_id)
         if report is None:
             # Between slots: send what the tape brought since the last tick (bounded by the next slot).
             counts = self.ticks.tick_new_records() if self.ticks is not None else {}
-            return UnitResult(found=False, counts=counts)
+            return UnitResult(found=bool(extra.get("extra_units_found")), counts={**counts, **extra})
         metrics.predict_slot_served(
             report.scope_key,
             lateness_seconds=(started_at - report.scheduled_for).total_seconds(),
@@ -96,4 +100,4 @@ class Command(WorkerCommand):
             timings,
             f" skipped: {report.skipped}" if report.skipped else "",
         )
-        return UnitResult(found=True, counts={"cycles": 1, **report.counts})
+        return UnitResult(found=True, counts={"cycles": 1, **report.counts, **extra})

@@ -13,6 +13,7 @@ import time
 from django.utils import timezone
 
 from coordinator_site import metrics, wakeup
+from coordinator_site.units import run_registered_units
 from coordinator_site.worker import UnitResult, WorkerCommand
 from scoring.policy import missing_policy
 from scoring.postprocess import score_pass
@@ -43,9 +44,13 @@ class Command(WorkerCommand):
 
     def run_unit(self, *, batch: int) -> UnitResult:
         result = score_batch(worker=self.worker_id, batch=batch)
+        # Units other apps registered for this worker (scoring a tournament round, claimed so it
+        # is scored exactly once): coordinator_site/units.py.
+        extra = run_registered_units("run_score", worker_id=self.worker_id)
         metrics.scored(predictions=result.scored, scoring_errors=result.scoring_errors, input_errors=result.errors)
         self.dirty = self.dirty or result.changed
-        counts = result.counts()
+        counts = {**result.counts(), **extra}
+        self.dirty = self.dirty or bool(extra.get("extra_units_found"))
         drained = result.claimed < batch
         overdue = time.monotonic() - self.last_rebuild >= LEADERBOARD_REBUILD_INTERVAL
         if self.dirty and (drained or overdue or self.once):
@@ -53,4 +58,4 @@ class Command(WorkerCommand):
             self.dirty = False
             self.last_rebuild = time.monotonic()
             counts["leaderboard"] = 1
-        return UnitResult(found=result.claimed > 0, counts=counts)
+        return UnitResult(found=result.claimed > 0 or bool(extra.get("extra_units_found")), counts=counts)

@@ -11,11 +11,12 @@ from django.db.models import Min, Q, QuerySet
 
 from checkpoints.choices import CheckpointStatus
 from checkpoints.models import Checkpoint
-from coordinator_site.contract import Aggregation, get_callable
+from coordinator_site.contract import Aggregation, Eligibility, EmissionPart, get_callable
 from coordinator_site.exact import EXACT, exact, exact_mean, parse_decimal
 from coordinator_site.models import WorkerHeartbeat
 from predictions.choices import InputStatus
 from predictions.models import LIVE_INPUTS, Input, PredictionConfig
+from scoring.eligibility import apply_eligibility, rank_parts
 from scoring.models import Score, Snapshot
 
 # Periods are aligned to this Monday 00:00 UTC, so weekly checkpoints run Monday to Monday and
@@ -131,6 +132,10 @@ def finite_number(value: Any) -> float | None:
     return float(value)
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def period_model_values(snapshots: list[Snapshot], *, value_field: str) -> dict[int, dict[str, Any]]:
     """Per model: the mean of `result_summary[value_field]` over its snapshots, exactly.
 
@@ -149,11 +154,20 @@ def period_model_values(snapshots: list[Snapshot], *, value_field: str) -> dict[
                 "value_count": 0,
                 "prediction_count": 0,
                 "snapshot_count": 0,
+                "scored_count": 0,
+                "by_scope": {},
             },
         )
         row["snapshot_count"] += 1
         row["prediction_count"] += snapshot.prediction_count
         summary = snapshot.result_summary or {}
+        row["scored_count"] += _count(summary.get("answered"))
+        for scope, stats in (summary.get("by_scope") or {}).items():
+            acc = row["by_scope"].setdefault(scope, {"total": Decimal(0), "value_count": 0, "scored_count": 0})
+            if _count(stats.get("value_count")):
+                acc["total"] = EXACT.add(acc["total"], parse_decimal(stats.get("value_sum") or "0"))
+                acc["value_count"] += _count(stats.get("value_count"))
+            acc["scored_count"] += _count(stats.get("answered"))
         value = finite_number(summary.get(value_field))
         count = summary.get("value_count")
         if value is None or isinstance(count, bool) or not isinstance(count, int) or count <= 0:
@@ -167,16 +181,63 @@ def period_model_values(snapshots: list[Snapshot], *, value_field: str) -> dict[
     return per_model
 
 
-def period_ranking(snapshots: list[Snapshot], aggregation: Aggregation, *, ranker=None) -> list[dict[str, Any]]:
+def part_stats(row: dict[str, Any], parts: list[EmissionPart]) -> dict[str, dict[str, Any]]:
+    """Per split part: the exact mean and the scored count of a model's scores in the part's scopes."""
+    result = {}
+    for part in parts:
+        total, n, scored = Decimal(0), 0, 0
+        for scope in part.scope_keys:
+            acc = row["by_scope"].get(scope)
+            if acc:
+                total = EXACT.add(total, acc["total"])
+                n += acc["value_count"]
+                scored += acc["scored_count"]
+        result[part.name] = {"value": exact_mean(total, n) if n else None, "scored_count": scored}
+    return result
+
+
+def period_ranking(
+    snapshots: list[Snapshot],
+    aggregation: Aggregation,
+    *,
+    ranker=None,
+    eligibility: dict[str, Any] | None = None,
+    split: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The checkpoint ranking items of a period, ordered by LEADERBOARD_RANKER (the leaderboard's
     ranking routine; `ranker` to use a recorded one) on the ranking key, fed with the period's
-    exact per-model value."""
+    exact per-model value.
+
+    `eligibility` (the rules recorded with the checkpoint: the contract's Eligibility plus
+    `benchmark_model_ids`, the models flagged benchmark at build time) adds `is_benchmark`,
+    `scored_count`, `eligible` and `ineligible_reasons` through the leaderboard's own
+    `apply_eligibility`; `split` (the contract's emission parts) adds `parts`, each part ranked and
+    judged on its own scopes (`result_summary.by_scope`). Without them the items are as before.
+    """
     per_model = period_model_values(snapshots, value_field=aggregation.value_field)
     rows = {str(row["model"].model_id): row for row in per_model.values()}
+    ranker = ranker or get_callable("LEADERBOARD_RANKER")
+    rules = Eligibility.model_validate({k: v for k, v in (eligibility or {}).items() if k != "benchmark_model_ids"})
+    benchmarks = set((eligibility or {}).get("benchmark_model_ids") or [])
     entries = [
-        {"model_id": model_id, "metrics": {aggregation.ranking_key: row["value"]}} for model_id, row in rows.items()
+        {
+            "model_id": model_id,
+            "cruncher_id": row["model"].cruncher_id,
+            "is_benchmark": model_id in benchmarks,
+            "scored_count": row["scored_count"],
+            "metrics": {aggregation.ranking_key: row["value"]},
+        }
+        for model_id, row in rows.items()
     ]
-    ranked = (ranker or get_callable("LEADERBOARD_RANKER"))(entries, aggregation)
+    ranked = ranker(entries, aggregation)
+    if eligibility is not None:
+        ranked = apply_eligibility(ranked, rules)
+    by_part = {}
+    if split:
+        parts = [EmissionPart.model_validate(part) for part in split]
+        for entry in entries:
+            entry["part_stats"] = part_stats(rows[entry["model_id"]], parts)
+        by_part = rank_parts(entries, parts=parts, aggregation=aggregation, ranker=ranker, rules=rules)
     items = []
     for entry in ranked:
         row = rows[str(entry["model_id"])]
@@ -202,6 +263,17 @@ def period_ranking(snapshots: list[Snapshot], aggregation: Aggregation, *, ranke
                 "flags": flags,
             }
         )
+        if eligibility is not None:
+            items[-1].update(
+                is_benchmark=entry["is_benchmark"],
+                scored_count=entry["scored_count"],
+                eligible=entry["eligible"],
+                ineligible_reasons=entry["ineligible_reasons"],
+            )
+        if split:
+            items[-1]["parts"] = {
+                name: {**part, "reward_pct": None} for name, part in by_part[entry["model_id"]].items()
+            }
     return items
 
 

@@ -17,6 +17,8 @@ from checkpoints.selectors import Period, next_checkpoint_period, period_ranking
 from checkpoints.txhash import InvalidTxHash, validate_tx_hash  # noqa: F401 (InvalidTxHash: part of this API)
 from coordinator_site.contract import Aggregation, get_contract, import_path, slot_path
 from coordinator_site.transitions import InvalidTransition, transition
+from predictions.models import ParticipantModel
+from scoring.eligibility import eligibility_summary
 from scoring.hashing import LEAF_FORMAT, canonical_json, leaf_hash, snapshot_document
 from scoring.models import Score, Snapshot, SnapshotSeal
 from scoring.services import hold_seal_lock
@@ -43,8 +45,27 @@ def validate_emission(emission: dict[str, Any]) -> None:
             raise EmissionError(f"{key} sums to {sum(amounts)}, not {FRAC64_TOTAL}")
 
 
+def apply_part_rewards(ranking: list[dict[str, Any]], emission: dict[str, Any]) -> None:
+    """Move a split emission's `part_rewards` onto the ranking items' `parts[name].reward_pct`,
+    after checking that each part's list is non-negative and sums to exactly 1e9 (or pays nobody)."""
+    part_rewards = emission.pop("part_rewards", None)
+    if part_rewards is None:
+        return
+    for name, rewards in part_rewards.items():
+        amounts = [r.get("reward_pct") for r in rewards]
+        if any(isinstance(a, bool) or not isinstance(a, int) or a < 0 for a in amounts):
+            raise EmissionError(f"part {name}: every reward_pct must be a non-negative integer")
+        if sum(amounts) not in (0, FRAC64_TOTAL):
+            raise EmissionError(f"part {name} sums to {sum(amounts)}, not {FRAC64_TOTAL}")
+        by_model = {str(r["model_id"]): r["reward_pct"] for r in rewards}
+        for item in ranking:
+            if name in (item.get("parts") or {}):
+                item["parts"][name]["reward_pct"] = by_model.get(item["model_id"], 0)
+
+
 def apply_model_rewards(ranking: list[dict[str, Any]], emission: dict[str, Any]) -> None:
     """Write each ranking item's `reward_pct` (what the emission pays for that model)."""
+    apply_part_rewards(ranking, emission)
     model_rewards = emission.pop("model_rewards", None)
     if model_rewards is not None:
         by_model = {str(r["model_id"]): r["reward_pct"] for r in model_rewards}
@@ -78,6 +99,12 @@ def current_rules() -> dict[str, Any]:
         "slots": {slot: slot_path(slot)[0] for slot in RULE_SLOTS},
         "aggregation": contract.aggregation.model_dump(mode="json"),
         "emission": contract.emission.model_dump(mode="json"),
+        "eligibility": {
+            **contract.eligibility.model_dump(mode="json"),
+            "benchmark_model_ids": sorted(
+                ParticipantModel.objects.filter(is_benchmark=True).values_list("model_id", flat=True)
+            ),
+        },
         "pubkeys": {
             "crunch": settings.CRUNCH_PUBKEY,
             "compute_provider": settings.COMPUTE_PROVIDER_PUBKEY,
@@ -106,7 +133,13 @@ def compute_checkpoint(snapshots: list[Snapshot], *, rules: dict[str, Any]) -> C
     slots = rules["slots"]
     ranker = import_path(slots["LEADERBOARD_RANKER"], variable="LEADERBOARD_RANKER")
     builder = import_path(slots["EMISSION_BUILDER"], variable="EMISSION_BUILDER")
-    ranking = period_ranking(snapshots, aggregation, ranker=ranker)
+    ranking = period_ranking(
+        snapshots,
+        aggregation,
+        ranker=ranker,
+        eligibility=rules.get("eligibility"),  # absent: built before eligibility rules
+        split=(rules.get("emission") or {}).get("split") or None,
+    )
     keys = rules["pubkeys"]
     emission = dict(builder(ranking, keys["crunch"], keys["compute_provider"], keys["data_provider"]))
     apply_model_rewards(ranking, emission)
@@ -125,6 +158,10 @@ def payout_note(ranking: list[dict[str, Any]], emission: dict[str, Any]) -> str:
     ranked = [item for item in ranking if item["rank"] is not None]
     if not ranked:
         return "nobody to pay: no model has a scored value in the period"
+    if not any(item.get("eligible", True) for item in ranked) and not any(
+        part.get("eligible") for item in ranked for part in (item.get("parts") or {}).values()
+    ):
+        return f"nobody to pay: none of the {len(ranked)} ranked model(s) is eligible (see ineligible_reasons)"
     return f"nobody to pay: {len(ranked)} ranked model(s) have no cruncher index"
 
 
@@ -155,7 +192,7 @@ def build_checkpoint(
         ranking, emission = computed.ranking, computed.emission
         aggregation = rules["aggregation"]
         ranked = [item for item in ranking if item["rank"] is not None]
-        unpaid = [item["model_id"] for item in ranked if item["cruncher_index"] is None]
+        unpaid = [item["model_id"] for item in ranked if item["cruncher_index"] is None and item.get("eligible", True)]
         meta = {
             "snapshot_count": len(snapshots),
             "model_count": len(ranking),
@@ -174,6 +211,26 @@ def build_checkpoint(
             "late_scores": late_scores_since_last_checkpoint(now=now),
             "built_at": now.isoformat(),
         }
+        if "eligibility" in rules:
+            meta["eligibility"] = {
+                **eligibility_summary(ranking),
+                "ineligible_models": [
+                    {"model_id": item["model_id"], "reasons": item["ineligible_reasons"]}
+                    for item in ranking
+                    if not item["eligible"]
+                ],
+            }
+        if rules["emission"].get("split"):
+            meta["payout_parts"] = {
+                part["name"]: {
+                    "weight_pct": part["weight_pct"],
+                    "scope_keys": part["scope_keys"],
+                    "reward_sum": sum((item["parts"][part["name"]]["reward_pct"] or 0) for item in ranking),
+                    "ranked_count": sum(1 for item in ranking if item["parts"][part["name"]]["rank"] is not None),
+                    "eligible_count": sum(1 for item in ranking if item["parts"][part["name"]]["eligible"]),
+                }
+                for part in rules["emission"]["split"]
+            }
         if forced_by:
             meta.update(forced_by=forced_by, forced_reason=forced_reason)
         if not snapshots:

@@ -26,13 +26,14 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from functools import cache
 from typing import Any, Literal
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLOT_PARAMETERS: dict[str, tuple[str, ...]] = {
     "RAW_INPUT_PROVIDER": ("config", "now"),
@@ -163,10 +164,65 @@ class EmissionTier(BaseModel):
     pct_each: float = Field(ge=0, le=100)
 
 
-class EmissionSettings(BaseModel):
+class TopN(BaseModel):
+    """Top-N payout: payout positions 1..n weigh exp(alpha / position), normalised to 100 %."""
+
     model_config = ConfigDict(extra="forbid")
 
-    tiers: list[EmissionTier]
+    n: int = Field(ge=1)
+    alpha: float = Field(ge=0, allow_inf_nan=False)
+
+
+class EmissionPart(BaseModel):
+    """One part of a split emission: its own ranking over the scores of `scope_keys`, its own
+    payout (summing to 100 %), weighted by `weight_pct` in the combined list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight_pct: float = Field(gt=0, le=100, allow_inf_nan=False)
+    scope_keys: list[str] = Field(min_length=1)
+
+
+class EmissionSettings(BaseModel):
+    """How a checkpoint's ranking becomes the reward split (docs/rules.md).
+
+    `shape`: "tiers" (the `tiers` table) or "top_n" (exp(alpha / position) over the first n);
+    `split`: optional parts (weights adding up to 100), each ranked and paid on its own scopes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: list[EmissionTier] = Field(default_factory=list)
+    shape: Literal["tiers", "top_n"] = "tiers"
+    top_n: TopN | None = None
+    split: list[EmissionPart] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EmissionSettings":
+        if self.shape == "top_n" and self.top_n is None:
+            raise ValueError('shape "top_n" needs top_n: {n, alpha}')
+        if self.split:
+            names = [part.name for part in self.split]
+            if len(set(names)) != len(names):
+                raise ValueError(f"split part names must be unique, got {names}")
+            total = sum(Fraction(str(part.weight_pct)) for part in self.split)
+            if total != 100:
+                raise ValueError(f"split weight_pct must add up to 100, got {float(total):g}")
+        return self
+
+
+class Eligibility(BaseModel):
+    """Who may be paid (docs/rules.md); applied by one function to the leaderboard and checkpoints.
+
+    Defaults pay every ranked model (today's behaviour). A model flagged `is_benchmark` is never paid.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_scored_predictions: int = Field(default=0, ge=0)
+    best_model_per_cruncher: bool = False
+    benchmark_cutoff: bool = False
 
 
 class MissingPredictionPolicy(BaseModel):
@@ -205,6 +261,7 @@ class CrunchContract(BaseModel):
     scope: Scope = Scope()
     aggregation: Aggregation
     emission: EmissionSettings
+    eligibility: Eligibility = Eligibility()
     missing_prediction_policy: MissingPredictionPolicy = MissingPredictionPolicy()
     score_pass: ScorePassSettings = ScorePassSettings()
     callables: dict[str, str | None]

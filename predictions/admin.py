@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from coordinator_site.admin_utils import ReadOnlyAdmin, pretty_json
 from predictions.models import Input, ModelDeployment, ParticipantModel, Prediction, PredictionConfig
+from predictions.services import set_benchmark
 
 
 class ModelDeploymentInline(admin.TabularInline):
@@ -16,9 +17,19 @@ class ModelDeploymentInline(admin.TabularInline):
 
 @admin.register(ParticipantModel)
 class ParticipantModelAdmin(admin.ModelAdmin):
-    list_display = ["model_id", "name", "cruncher_name", "cruncher_index", "status", "deployment_id", "last_seen_at"]
-    list_filter = ["status"]
-    list_editable = ["cruncher_index"]
+    list_display = [
+        "model_id",
+        "name",
+        "cruncher_name",
+        "cruncher_index",
+        "is_benchmark",
+        "status",
+        "deployment_id",
+        "last_seen_at",
+    ]
+    list_filter = ["status", "is_benchmark"]
+    list_editable = ["cruncher_index", "is_benchmark"]
+    actions = ["flag_benchmark", "unflag_benchmark"]
     search_fields = ["model_id", "name", "cruncher_id", "cruncher_name"]
     inlines = [ModelDeploymentInline]
     readonly_fields = [
@@ -36,6 +47,16 @@ class ParticipantModelAdmin(admin.ModelAdmin):
     overall_score_pretty = pretty_json("overall_score")
     scores_by_scope_pretty = pretty_json("scores_by_scope")
     meta_pretty = pretty_json("meta")
+
+    @admin.action(description="Flag the selected models as benchmark (never paid; the payout cutoff)")
+    def flag_benchmark(self, request, queryset):
+        changed = set_benchmark(model_ids=list(queryset.values_list("model_id", flat=True)), is_benchmark=True)
+        self.message_user(request, f"{changed} model(s) flagged as benchmark.")
+
+    @admin.action(description="Remove the benchmark flag from the selected models")
+    def unflag_benchmark(self, request, queryset):
+        changed = set_benchmark(model_ids=list(queryset.values_list("model_id", flat=True)), is_benchmark=False)
+        self.message_user(request, f"{changed} model(s) no longer benchmark.")
 
 
 @admin.register(PredictionConfig)

@@ -29,6 +29,11 @@ class ParticipantModel(models.Model):
     )
     deployment_id = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.ACTIVE)
+    is_benchmark = models.BooleanField(
+        default=False,
+        help_text="The organiser's benchmark: ranked and shown, never paid; with the contract's "
+        "eligibility.benchmark_cutoff, models ranked at or below it are not paid either.",
+    )
     overall_score = models.JSONField(default=dict, blank=True)
     scores_by_scope = models.JSONField(default=dict, blank=True)
     meta = models.JSONField(default=dict, blank=True)

@@ -50,6 +50,20 @@ LAST_SEEN_TOUCH_SECONDS = 60  # last_seen_at is refreshed at most this often per
 ERROR_BACKOFF_MAX_SECONDS = 300
 
 
+# --- Models -------------------------------------------------------------------------------
+
+
+def set_benchmark(*, model_ids: list[str], is_benchmark: bool) -> int:
+    """Flag (or unflag) models as the benchmark; returns how many rows changed. A benchmark is
+    ranked and shown but never paid; with `eligibility.benchmark_cutoff` models ranked at or below
+    it are not paid either (docs/rules.md). Checkpoints record the flagged ids when built."""
+    return (
+        ParticipantModel.objects.filter(model_id__in=model_ids)
+        .exclude(is_benchmark=is_benchmark)
+        .update(is_benchmark=is_benchmark, updated_at=timezone.now())
+    )
+
+
 # --- Configs file ------------------------------------------------------------------------
 
 

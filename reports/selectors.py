@@ -74,7 +74,9 @@ def leaderboard_rows(*, leaderboard_id: int | None = None) -> list[dict[str, Any
 
     Each row: created_at, model_id (str), model_name, cruncher_id, cruncher_name, rank,
     score_metrics {window: float|None}, score_ranking {key, value, direction}, every window's
-    value flattened at the top level, coverage, prediction_count, scored_count.
+    value flattened at the top level, coverage, prediction_count, scored_count, and the payout
+    eligibility: is_benchmark, eligible, ineligible_reasons, parts {name: {rank, value,
+    scored_count, eligible, ineligible_reasons}} (empty without an emission split).
     """
     board = (
         Leaderboard.objects.filter(pk=leaderboard_id).first() if leaderboard_id is not None else leaderboard_latest()
@@ -105,10 +107,32 @@ def leaderboard_rows(*, leaderboard_id: int | None = None) -> list[dict[str, Any
                 "coverage": finite_number(entry.get("coverage")),
                 "prediction_count": int(entry.get("prediction_count") or 0),
                 "scored_count": int(entry.get("scored_count") or 0),
+                **eligibility_fields(entry, ranked=isinstance(rank, int)),
             }
         )
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["model_id"]))
     return rows
+
+
+def eligibility_fields(entry: dict[str, Any], *, ranked: bool) -> dict[str, Any]:
+    """`is_benchmark`, `eligible`, `ineligible_reasons` and `parts` of a leaderboard entry
+    (docs/rules.md). A board written before eligibility rules: ranked means eligible."""
+    parts = {}
+    for name, part in (entry.get("parts") or {}).items():
+        part_rank = part.get("rank")
+        parts[str(name)] = {
+            "rank": part_rank if isinstance(part_rank, int) and not isinstance(part_rank, bool) else None,
+            "value": finite_number(part.get("value")),
+            "scored_count": int(part.get("scored_count") or 0),
+            "eligible": bool(part.get("eligible")),
+            "ineligible_reasons": [str(r) for r in part.get("ineligible_reasons") or []],
+        }
+    return {
+        "is_benchmark": bool(entry.get("is_benchmark")),
+        "eligible": bool(entry.get("eligible", ranked)),
+        "ineligible_reasons": [str(r) for r in entry.get("ineligible_reasons") or ([] if ranked else ["unranked"])],
+        "parts": parts,
+    }
 
 
 # --- Models -------------------------------------------------------------------------------

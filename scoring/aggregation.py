@@ -5,7 +5,8 @@ snapshot period that a scoring batch just produced; one item per Score row:
 
     {"status": "SCORED" | "FAILED" | "ABSENT", "failure_reason": str, "success": bool,
      "value": float | None,   # Score.value, after the missing-answer policy
-     "result": {...}}         # the score_type fields (empty for failures)
+     "result": {...},         # the score_type fields (empty for failures)
+     "scope_key": str}        # the prediction's scope
 
 It returns a summary; the score worker merges it into the stored snapshot with
 `merge_summaries`, so a snapshot grows with each batch without reloading earlier scores.
@@ -75,6 +76,45 @@ def aggregate_snapshot(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def scope_summaries(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per scope_key of the results: exact `value_sum`, `value_count` and `answered` (SCORED).
+
+    Written into snapshot summaries as `by_scope` when the contract splits its emission by scope,
+    so a checkpoint ranks each part on the same scores as the leaderboard (docs/rules.md).
+    """
+    per_scope: dict[str, dict[str, Any]] = {}
+    for item in results:
+        row = per_scope.setdefault(str(item.get("scope_key") or ""), {"values": [], "answered": 0})
+        if _is_number(item.get("value")):
+            row["values"].append(exact(item["value"]))
+        if item.get("status") == "SCORED":
+            row["answered"] += 1
+    return {
+        scope: {
+            "value_sum": decimal_text(exact_sum(row["values"])),
+            "value_count": len(row["values"]),
+            "answered": row["answered"],
+        }
+        for scope, row in sorted(per_scope.items())
+    }
+
+
+def merge_scope_summaries(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
+    """`by_scope` of old + new: exact sums and counts added per scope (order-independent)."""
+    merged: dict[str, Any] = {}
+    old, new = old or {}, new or {}
+    for scope in sorted(set(old) | set(new)):
+        a, b = old.get(scope) or {}, new.get(scope) or {}
+        merged[scope] = {
+            "value_sum": decimal_text(
+                EXACT.add(parse_decimal(a.get("value_sum") or "0"), parse_decimal(b.get("value_sum") or "0"))
+            ),
+            "value_count": int(a.get("value_count") or 0) + int(b.get("value_count") or 0),
+            "answered": int(a.get("answered") or 0) + int(b.get("answered") or 0),
+        }
+    return merged
+
+
 def _weighted(old_mean: Any, old_n: int, new_mean: Any, new_n: int) -> float | None:
     total = old_n + new_n
     if not total:
@@ -127,6 +167,8 @@ def merge_summaries(old: dict[str, Any] | None, new: dict[str, Any], *, value_fi
         if field_sum is not None:
             field_sums[key] = field_sum
         counts[key] = o + n
+    if "by_scope" in old or "by_scope" in new:
+        merged["by_scope"] = merge_scope_summaries(old.get("by_scope"), new.get("by_scope"))
     merged["field_counts"] = counts
     if len(field_sums) == len(counts):
         merged["field_sums"] = field_sums

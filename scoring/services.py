@@ -43,7 +43,8 @@ from coordinator_site.contract import get_callable, get_contract
 from coordinator_site.exact import EXACT, exact_mean
 from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
 from predictions.models import LIVE_INPUTS, Input, ParticipantModel, Prediction
-from scoring.aggregation import merge_summaries
+from scoring.aggregation import merge_summaries, scope_summaries
+from scoring.eligibility import apply_eligibility, eligibility_summary, rank_parts
 from scoring.hashing import leaf_hash, snapshot_document
 from scoring.models import Leaderboard, Score, Snapshot, SnapshotSeal
 from scoring.policy import MissingPolicy, missing_policy
@@ -212,6 +213,8 @@ class ScoringContext:
         self.aggregator = get_callable("MODEL_SCORE_AGGREGATOR")
         self.policy: MissingPolicy = missing_policy()
         self.score_pass: ScorePass = score_pass()
+        # An emission split ranks each part on its own scopes: snapshots then keep per-scope sums.
+        self.scope_sums = bool(contract.emission.split)
         self.grace = timedelta(seconds=settings.GROUND_TRUTH_GRACE_SECONDS)
 
 
@@ -445,6 +448,7 @@ def summarise_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> di
                     "success": score.success,
                     "value": score.value,
                     "result": score.result if score.success else {},
+                    "scope_key": score.scope_key,
                 }
             )
     deltas = {}
@@ -452,7 +456,10 @@ def summarise_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> di
         counts: dict[str, int] = {}
         for item in items:
             counts[item["status"]] = counts.get(item["status"], 0) + 1
-        deltas[key] = (len(items), counts, ctx.aggregator(items))
+        summary = ctx.aggregator(items)
+        if ctx.scope_sums:
+            summary = {**summary, "by_scope": scope_summaries(items)}
+        deltas[key] = (len(items), counts, summary)
     return deltas
 
 
@@ -857,7 +864,23 @@ def _model_entry(model: ParticipantModel) -> dict[str, Any]:
         "model_name": model.name,
         "cruncher_id": model.cruncher_id,
         "cruncher_name": model.cruncher_name,
+        "is_benchmark": model.is_benchmark,
     }
+
+
+def _part_stats(per_scope: dict, model_pk: int, *, parts: list, key: str) -> dict[str, dict[str, Any]]:
+    """Per split part: the ranking window's exact mean and scored count over the part's scopes."""
+    result = {}
+    for part in parts:
+        total, n, answered = 0, 0, 0
+        for scope in part.scope_keys:
+            stats = per_scope.get((model_pk, scope), {}).get(key)
+            if stats:
+                total = EXACT.add(total, stats["sum"])
+                n += stats["n"]
+                answered += stats["answered"]
+        result[part.name] = {"value": exact_mean(total, n) if n else None, "scored_count": answered}
+    return result
 
 
 def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
@@ -868,7 +891,9 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
     those of the ranking window. Also updates Model.overall_score / scores_by_scope and prunes
     old rows to LEADERBOARD_HISTORY.
     """
-    aggregation = get_contract().aggregation
+    contract = get_contract()
+    aggregation = contract.aggregation
+    parts = contract.emission.split
     ranker = get_callable("LEADERBOARD_RANKER")
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -905,7 +930,16 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
                     "scored_count": answered,
                 }
             )
-        ranked = ranker(entries, aggregation)
+        ranked = apply_eligibility(ranker(entries, aggregation), contract.eligibility)
+        if parts:
+            for entry, model in zip(entries, models.values(), strict=True):
+                entry["part_stats"] = _part_stats(per_scope, model.pk, parts=parts, key=key)
+            by_part = rank_parts(
+                entries, parts=parts, aggregation=aggregation, ranker=ranker, rules=contract.eligibility
+            )
+            for entry in ranked:
+                entry.pop("part_stats", None)
+                entry["parts"] = by_part[entry["model_id"]]
         computed_at = now.isoformat()
         board = Leaderboard.objects.create(
             created_at=now,
@@ -918,6 +952,8 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
                 "ranking_key": key,
                 "ranking_direction": aggregation.ranking_direction,
                 "computed_at": computed_at,
+                "eligibility": {**contract.eligibility.model_dump(mode="json"), **eligibility_summary(ranked)},
+                "split": [part.model_dump(mode="json") for part in parts],
             },
         )
         by_model_id = {entry["model_id"]: entry for entry in ranked}
@@ -926,6 +962,8 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
             model.overall_score = {
                 "metrics": entry["metrics"],
                 "rank": entry["rank"],
+                "eligible": entry["eligible"],
+                "ineligible_reasons": entry["ineligible_reasons"],
                 "coverage": entry["coverage"],
                 "prediction_count": entry["prediction_count"],
                 "scored_count": entry["scored_count"],

@@ -114,6 +114,16 @@ FLATTENED = {
 }
 
 
+INELIGIBLE_REASONS = {
+    "type": "array",
+    "items": {
+        "type": "string",
+        "enum": ["unranked", "benchmark", "below_min_predictions", "at_or_below_benchmark", "not_best_of_cruncher"],
+    },
+    "description": "Why the model is not paid (empty when eligible).",
+}
+
+
 def _array(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "type": "array",
@@ -134,6 +144,23 @@ LEADERBOARD_ROWS = _array(
         "coverage": NUMBER_OR_NULL,
         "prediction_count": {"type": "integer"},
         "scored_count": {"type": "integer"},
+        "is_benchmark": {"type": "boolean", "description": "The organiser's benchmark model (never paid)."},
+        "eligible": {"type": "boolean", "description": "Paid under the contract's eligibility rules (docs/rules.md)."},
+        "ineligible_reasons": INELIGIBLE_REASONS,
+        "parts": {
+            "type": "object",
+            "description": "Emission split parts (empty without a split): each ranked and judged on its own scopes.",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "rank": {"type": "integer", "nullable": True},
+                    "value": NUMBER_OR_NULL,
+                    "scored_count": {"type": "integer"},
+                    "eligible": {"type": "boolean"},
+                    "ineligible_reasons": INELIGIBLE_REASONS,
+                },
+            },
+        },
     },
     ["model_id", "rank", "score_metrics", "score_ranking"],
 )

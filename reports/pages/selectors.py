@@ -102,6 +102,9 @@ def leaderboard_rows(board: Leaderboard | None) -> list[dict[str, Any]]:
                 "coverage": _finite(entry.get("coverage")),
                 "prediction_count": entry.get("prediction_count"),
                 "scored_count": entry.get("scored_count"),
+                "is_benchmark": bool(entry.get("is_benchmark")),
+                "eligible": bool(entry.get("eligible", rank is not None)),
+                "ineligible_reasons": ", ".join(entry.get("ineligible_reasons") or []),
             }
         )
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["model_id"]))

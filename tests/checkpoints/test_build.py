@@ -142,6 +142,11 @@ def test_one_transaction_writes_ranking_emission_leaves_and_root():
         "snapshot_count": 1,
         "reward_pct": 500_000_000,
         "flags": [],
+        # eligibility (docs/rules.md): the contract's defaults pay every ranked model
+        "is_benchmark": False,
+        "scored_count": 0,
+        "eligible": True,
+        "ineligible_reasons": [],
     }
     assert checkpoint.emission["cruncher_rewards"] == [
         {"cruncher_index": b.cruncher_index, "reward_pct": 500_000_000},

@@ -23,6 +23,9 @@ ENTRY_KEYS = {
     "coverage",
     "prediction_count",
     "scored_count",
+    "is_benchmark",
+    "eligible",
+    "ineligible_reasons",
 }
 
 

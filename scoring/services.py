@@ -53,8 +53,21 @@ from scoring.selectors import window_aggregates
 
 log = logging.getLogger(__name__)
 
-# An Input whose ground truth is not there yet is looked at again after this long.
+# An Input whose ground truth is not there yet is looked at again after half of how late it
+# already is, within [NOT_YET_MIN_RETRY_SECONDS, NOT_YET_RETRY_SECONDS]: just past resolvable_at
+# the next tape record is typically a source interval away (a stream ticks many times a second),
+# so it is looked at again within a fraction of a second; an Input whose data is long overdue
+# (a feed outage) backs off to one look every NOT_YET_RETRY_SECONDS, until the grace expires it.
+NOT_YET_MIN_RETRY_SECONDS = 0.05
 NOT_YET_RETRY_SECONDS = 10
+
+
+def not_yet_retry_at(now: datetime, resolvable_at: datetime) -> datetime:
+    """When an Input whose ground truth is not there yet is claimed again (no state: its lateness)."""
+    late = (now - resolvable_at).total_seconds()
+    return now + timedelta(seconds=min(max(late / 2, NOT_YET_MIN_RETRY_SECONDS), NOT_YET_RETRY_SECONDS))
+
+
 # A poisoned Input (resolver or write raising) backs off exponentially up to the cap.
 RETRY_BASE_SECONDS = 10
 RETRY_MAX_SECONDS = 900
@@ -535,7 +548,7 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
                 attempts = inp.attempts + (o.expiry == ExpiryReason.POISONED and o.kind == "expired")
                 updates.append((status, actuals, ctx.now, o.error, attempts, inp.next_attempt_at, expiry, inp.pk))
             elif o.kind == "deferred":
-                retry = ctx.now + timedelta(seconds=NOT_YET_RETRY_SECONDS)
+                retry = not_yet_retry_at(ctx.now, inp.resolvable_at)
                 updates.append((InputStatus.RECEIVED, None, None, inp.last_error, inp.attempts, retry, "", inp.pk))
             else:
                 attempts = inp.attempts + 1

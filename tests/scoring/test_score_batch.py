@@ -266,3 +266,26 @@ def test_log_loss_is_swappable_by_setting_alone(settings, tape, models):
     make_round(input_, {models[0]: 0.8})
     score_batch(worker="w", batch=10, now=NOW)
     assert Score.objects.get().value == pytest.approx(0.2231435513142097)
+
+
+@pytest.mark.parametrize(
+    ("late", "retry_after"),
+    [
+        (timedelta(0), timedelta(milliseconds=50)),  # just due: the next tape record is moments away
+        (timedelta(seconds=1), timedelta(milliseconds=500)),  # half of how late it already is
+        (timedelta(minutes=1), timedelta(seconds=10)),  # long overdue (an outage): capped
+    ],
+)
+def test_an_input_whose_truth_is_not_there_yet_is_looked_at_again_by_how_late_it_is(models, late, retry_after):
+    make_tape(T0 - BAR, [100.0, 101.0, 102.0])  # stops before the horizon
+    input_ = make_scoring_input(scheduled_for=T0)
+    make_round(input_, {models[0]: 0.9})
+    now = input_.resolvable_at + late
+    assert score_batch(worker="w", batch=10, now=now).deferred == 1
+    input_.refresh_from_db()
+    assert (input_.status, input_.attempts) == (InputStatus.RECEIVED, 0)
+    assert input_.next_attempt_at == now + retry_after
+    # Not claimed before then; claimed again once it is due.
+    assert score_batch(worker="w", batch=10, now=now + retry_after - timedelta(milliseconds=1)).claimed == 0
+    again = score_batch(worker="w", batch=10, now=now + retry_after + timedelta(milliseconds=1))
+    assert (again.claimed, again.deferred) == (1, 1), again

@@ -39,7 +39,7 @@ log = logging.getLogger("predictions.ticks")
 EVENT_TICKS_MODES = ("auto", "on", "off")
 # An event-tick pass ends this long before the next slot is due, and sends nothing with less
 # time than MIN_TICK_SECONDS left (the slot then ticks itself).
-SLOT_MARGIN_SECONDS = 0.05
+SLOT_MARGIN_SECONDS = 0.2
 MIN_TICK_SECONDS = 0.05
 FAILURE_LOG_EVERY = 100  # a model whose event ticks keep failing: one warning per this many
 

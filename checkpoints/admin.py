@@ -2,7 +2,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -18,7 +17,7 @@ from checkpoints.services import (
     force_checkpoint,
 )
 from checkpoints.verification import record_verification
-from coordinator_site.admin_utils import ReadOnlyAdmin, pretty_json
+from coordinator_site.admin_utils import ReadOnlyAdmin, ServiceButtonsAdmin, pretty_json
 from coordinator_site.transitions import InvalidTransition
 
 # Operator moves: refusals of the services are shown to the operator, never swallowed.
@@ -68,7 +67,7 @@ class CheckpointTransitionInline(admin.TabularInline):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(admin.ModelAdmin):
+class CheckpointAdmin(ServiceButtonsAdmin):
     list_display = ["id", "period_start", "period_end", "status", "merkle_root", "tx_hash", "submitted_at"]
     list_filter = ["status"]
     search_fields = ["tx_hash", "merkle_root"]
@@ -181,24 +180,13 @@ class CheckpointAdmin(admin.ModelAdmin):
             "can_confirm": checkpoint is not None and checkpoint.status == CheckpointStatus.PENDING,
             "advance_to": next_advance(checkpoint) if checkpoint is not None else None,
             # every field is read-only: state changes go through the buttons (the services)
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
+            **self.NO_SAVE_BUTTONS,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _checkpoint_for_change(self, request, object_id) -> Checkpoint:
-        checkpoint = get_object_or_404(Checkpoint, pk=object_id)
-        if not self.has_change_permission(request, checkpoint):
-            raise PermissionDenied
-        return checkpoint
-
-    def _change_url(self, checkpoint: Checkpoint) -> str:
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[checkpoint.pk])
-
     def confirm_view(self, request, object_id):
         """ "Confirm tx hash": a form asking for the hash, then `checkpoint_confirm`."""
-        checkpoint = self._checkpoint_for_change(request, object_id)
+        checkpoint = self.object_for_change(request, object_id)
         form = ConfirmTxHashForm(request.POST or None)
         error = None
         if request.method == "POST" and form.is_valid():
@@ -215,7 +203,7 @@ class CheckpointAdmin(admin.ModelAdmin):
                 messages.success(
                     request, f"Checkpoint {checkpoint.pk} confirmed with tx {form.cleaned_data['tx_hash']}"
                 )
-                return HttpResponseRedirect(self._change_url(checkpoint))
+                return HttpResponseRedirect(self.change_url(checkpoint))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -223,7 +211,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             "title": f"Confirm the tx hash of checkpoint {checkpoint.pk}",
             "form": form,
             "error": error,
-            "change_url": self._change_url(checkpoint),
+            "change_url": self.change_url(checkpoint),
         }
         return TemplateResponse(request, "admin/checkpoints/checkpoint/confirm_tx_hash.html", context)
 
@@ -231,7 +219,7 @@ class CheckpointAdmin(admin.ModelAdmin):
         """ "Advance status": POST `to`, then `checkpoint_advance`; the refusal is shown as an error."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        checkpoint = self._checkpoint_for_change(request, object_id)
+        checkpoint = self.object_for_change(request, object_id)
         to = request.POST.get("to", "")
         try:
             moved = checkpoint_advance(checkpoint=checkpoint, to=to, actor=request.user.get_username())
@@ -239,7 +227,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             messages.error(request, f"Refused: {exc}")
         else:
             messages.success(request, f"Checkpoint {checkpoint.pk} is {moved.status}")
-        return HttpResponseRedirect(self._change_url(checkpoint))
+        return HttpResponseRedirect(self.change_url(checkpoint))
 
     def _reason_page(self, request, *, title: str, form, error, action: str, back: str, original=None):
         context = {
@@ -256,7 +244,7 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     def void_view(self, request, object_id):
         """ "Void": PENDING -> VOID with a reason; run_checkpoint then builds the period again."""
-        checkpoint = self._checkpoint_for_change(request, object_id)
+        checkpoint = self.object_for_change(request, object_id)
         form = ReasonForm(request.POST or None)
         error = None
         if request.method == "POST" and form.is_valid():
@@ -268,14 +256,14 @@ class CheckpointAdmin(admin.ModelAdmin):
                 error = str(exc)
             else:
                 messages.success(request, f"Checkpoint {checkpoint.pk} voided; its period will be built again")
-                return HttpResponseRedirect(self._change_url(checkpoint))
+                return HttpResponseRedirect(self.change_url(checkpoint))
         return self._reason_page(
             request,
             title=f"Void checkpoint {checkpoint.pk}",
             form=form,
             error=error,
             action="Void (PENDING → VOID; the period is built again once settled)",
-            back=self._change_url(checkpoint),
+            back=self.change_url(checkpoint),
             original=checkpoint,
         )
 
@@ -292,7 +280,7 @@ class CheckpointAdmin(admin.ModelAdmin):
                 error = str(exc)
             else:
                 messages.warning(request, f"Checkpoint {checkpoint.pk} built by force")
-                return HttpResponseRedirect(self._change_url(checkpoint))
+                return HttpResponseRedirect(self.change_url(checkpoint))
         return self._reason_page(
             request,
             title="Force the next checkpoint period",

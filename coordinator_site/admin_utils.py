@@ -3,6 +3,9 @@
 import json
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils.html import format_html
 
 
@@ -32,3 +35,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ServiceButtonsAdmin(admin.ModelAdmin):
+    """For rows whose state changes only through buttons that call the services (checkpoints,
+    tournament rounds): the change page has no save buttons; the buttons' views use the helpers."""
+
+    NO_SAVE_BUTTONS = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+
+    def object_for_change(self, request, object_id):
+        """The row, or 404; PermissionDenied without the change permission."""
+        obj = get_object_or_404(self.model, pk=object_id)
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        return obj
+
+    def change_url(self, obj) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])

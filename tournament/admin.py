@@ -11,12 +11,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from coordinator_site.admin_utils import pretty_json
+from coordinator_site.admin_utils import ServiceButtonsAdmin, pretty_json
 from coordinator_site.transitions import InvalidTransition
 from tournament.choices import ROUND_TRANSITIONS, RoundStatus
 from tournament.models import Round
@@ -69,7 +68,7 @@ def _read(upload) -> str:
 
 
 @admin.register(Round)
-class RoundAdmin(admin.ModelAdmin):
+class RoundAdmin(ServiceButtonsAdmin):
     list_display = ["round_id", "status", "sample_count", "out_of_sample_weight", "opened_at", "scored_at"]
     list_filter = ["status"]
     search_fields = ["round_id"]
@@ -174,20 +173,9 @@ class RoundAdmin(admin.ModelAdmin):
             "can_upload": status in (RoundStatus.INFERENCE_DONE, RoundStatus.GROUND_TRUTH_UPLOADED),
             "can_rescore": status == RoundStatus.SCORED,
             "can_cancel": status is not None and RoundStatus.CANCELLED in ROUND_TRANSITIONS.get(status, set()),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
+            **self.NO_SAVE_BUTTONS,
         }
         return super().change_view(request, object_id, form_url, extra_context)
-
-    def _round_for_change(self, request, object_id) -> Round:
-        round_ = get_object_or_404(Round, pk=object_id)
-        if not self.has_change_permission(request, round_):
-            raise PermissionDenied
-        return round_
-
-    def _change_url(self, round_: Round) -> str:
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[round_.pk])
 
     def _page(self, request, *, title, form, error, problems, action, back, original=None):
         context = {
@@ -227,7 +215,7 @@ class RoundAdmin(admin.ModelAdmin):
                 error, problems = str(exc), getattr(exc, "problems", [])
             else:
                 messages.success(request, f"Round {round_.round_id} opened with {round_.sample_count} sample(s)")
-                return HttpResponseRedirect(self._change_url(round_))
+                return HttpResponseRedirect(self.change_url(round_))
         return self._page(
             request,
             title=f"Open a tournament round (default out-of-sample weight {default_weight()})",
@@ -240,7 +228,7 @@ class RoundAdmin(admin.ModelAdmin):
 
     def upload_view(self, request, object_id):
         """ "Upload ground truth": CSV/JSON keyed by sample_id, then `upload_ground_truth`."""
-        round_ = self._round_for_change(request, object_id)
+        round_ = self.object_for_change(request, object_id)
         form = TruthForm(request.POST or None, request.FILES or None)
         error, problems = None, []
         if request.method == "POST" and form.is_valid():
@@ -257,7 +245,7 @@ class RoundAdmin(admin.ModelAdmin):
                     f"Ground truth for {report['accepted']}/{report['samples']} sample(s); missing "
                     f"{len(report['missing'])}, extra {len(report['extra'])}, invalid {len(report['invalid'])}",
                 )
-                return HttpResponseRedirect(self._change_url(round_))
+                return HttpResponseRedirect(self.change_url(round_))
         return self._page(
             request,
             title=f"Upload the ground truth of round {round_.round_id}",
@@ -265,12 +253,12 @@ class RoundAdmin(admin.ModelAdmin):
             error=error,
             problems=problems,
             action="Upload (replaces earlier truth before scoring)",
-            back=self._change_url(round_),
+            back=self.change_url(round_),
             original=round_,
         )
 
     def _reason_action(self, request, object_id, *, service, verb, title):
-        round_ = self._round_for_change(request, object_id)
+        round_ = self.object_for_change(request, object_id)
         form = ReasonForm(request.POST or None)
         error = None
         if request.method == "POST" and form.is_valid():
@@ -280,7 +268,7 @@ class RoundAdmin(admin.ModelAdmin):
                 error = str(exc)
             else:
                 messages.success(request, f"Round {round_.round_id} is {round_.status}")
-                return HttpResponseRedirect(self._change_url(round_))
+                return HttpResponseRedirect(self.change_url(round_))
         return self._page(
             request,
             title=title.format(round_.round_id),
@@ -288,7 +276,7 @@ class RoundAdmin(admin.ModelAdmin):
             error=error,
             problems=[],
             action=verb,
-            back=self._change_url(round_),
+            back=self.change_url(round_),
             original=round_,
         )
 

@@ -146,6 +146,16 @@ class TournamentRoundViewSet(ReportViewSet):
         operation_id="reports_tournament_rounds_list",
         responses={200: RoundSummarySerializer(many=True)},
     )
+    def _with_reason(self, request, change) -> Response:
+        """A status change that takes a `reason` (re-score, cancel): 400 bad input, 409 illegal."""
+        try:
+            round_ = change(round_=self.get_round(), reason=_body(request).get("reason"), actor=request_actor(request))
+        except RoundError as exc:
+            return bad_round(exc)
+        except InvalidTransition as exc:
+            return conflict(exc)
+        return Response(json_safe(round_report(round_)))
+
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(RoundSummarySerializer(page, many=True).data)
@@ -236,14 +246,7 @@ class TournamentRoundViewSet(ReportViewSet):
     )
     @action(detail=True, methods=["post"], url_path="rescore", filter_backends=[], pagination_class=None)
     def rescore(self, request, round_id=None):
-        round_ = self.get_round()
-        try:
-            round_ = request_rescore(round_=round_, reason=_body(request).get("reason"), actor=request_actor(request))
-        except RoundError as exc:
-            return bad_round(exc)
-        except InvalidTransition as exc:
-            return conflict(exc)
-        return Response(json_safe(round_report(round_)))
+        return self._with_reason(request, request_rescore)
 
     @extend_schema(
         summary="Cancel a round",
@@ -254,11 +257,4 @@ class TournamentRoundViewSet(ReportViewSet):
     )
     @action(detail=True, methods=["post"], url_path="cancel", filter_backends=[], pagination_class=None)
     def cancel(self, request, round_id=None):
-        round_ = self.get_round()
-        try:
-            round_ = cancel_round(round_=round_, reason=_body(request).get("reason"), actor=request_actor(request))
-        except RoundError as exc:
-            return bad_round(exc)
-        except InvalidTransition as exc:
-            return conflict(exc)
-        return Response(json_safe(round_report(round_)))
+        return self._with_reason(request, cancel_round)

@@ -3,7 +3,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from checkpoints.choices import CheckpointStatus
@@ -152,24 +151,13 @@ class CheckpointAdmin(ServiceButtonsAdmin):
     # --- operator actions ------------------------------------------------------------------
 
     def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
         return [
-            path(
-                "<path:object_id>/confirm/",
-                self.admin_site.admin_view(self.confirm_view),
-                name="{}_{}_confirm".format(*info),
+            *self.button_urls(
+                ("confirm", self.confirm_view, True),
+                ("advance", self.advance_view, True),
+                ("void", self.void_view, True),
+                ("force", self.force_view, False),
             ),
-            path(
-                "<path:object_id>/advance/",
-                self.admin_site.admin_view(self.advance_view),
-                name="{}_{}_advance".format(*info),
-            ),
-            path(
-                "<path:object_id>/void/",
-                self.admin_site.admin_view(self.void_view),
-                name="{}_{}_void".format(*info),
-            ),
-            path("force/", self.admin_site.admin_view(self.force_view), name="{}_{}_force".format(*info)),
             *super().get_urls(),
         ]
 
@@ -287,7 +275,7 @@ class CheckpointAdmin(ServiceButtonsAdmin):
             form=form,
             error=error,
             action="Build it now (recorded as forced)",
-            back=reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            back=self.changelist_url(),
         )
 
     @admin.action(description="Verify the selected checkpoints against the stored rows")

@@ -1,11 +1,12 @@
 """Small admin helpers shared by every app's admin."""
 
 import json
+from collections.abc import Callable
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 
@@ -52,3 +53,19 @@ class ServiceButtonsAdmin(admin.ModelAdmin):
 
     def change_url(self, obj) -> str:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+
+    def changelist_url(self) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+
+    def button_urls(self, *buttons: tuple[str, Callable, bool]) -> list:
+        """URLs of the buttons' views, each (name, view, per_object): `<pk>/<name>/` for a button
+        on one row, `<name>/` for one on the list; URL names `<app>_<model>_<name>`."""
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                f"<path:object_id>/{name}/" if per_object else f"{name}/",
+                self.admin_site.admin_view(view),
+                name=f"{prefix}_{name}",
+            )
+            for name, view, per_object in buttons
+        ]

@@ -12,7 +12,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from coordinator_site.admin_utils import ServiceButtonsAdmin, pretty_json
@@ -144,23 +143,12 @@ class RoundAdmin(ServiceButtonsAdmin):
     # --- operator actions ------------------------------------------------------------------
 
     def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
         return [
-            path("open/", self.admin_site.admin_view(self.open_view), name="{}_{}_open".format(*info)),
-            path(
-                "<path:object_id>/upload/",
-                self.admin_site.admin_view(self.upload_view),
-                name="{}_{}_upload".format(*info),
-            ),
-            path(
-                "<path:object_id>/rescore/",
-                self.admin_site.admin_view(self.rescore_view),
-                name="{}_{}_rescore".format(*info),
-            ),
-            path(
-                "<path:object_id>/cancel/",
-                self.admin_site.admin_view(self.cancel_view),
-                name="{}_{}_cancel".format(*info),
+            *self.button_urls(
+                ("open", self.open_view, False),
+                ("upload", self.upload_view, True),
+                ("rescore", self.rescore_view, True),
+                ("cancel", self.cancel_view, True),
             ),
             *super().get_urls(),
         ]
@@ -223,7 +211,7 @@ class RoundAdmin(ServiceButtonsAdmin):
             error=error,
             problems=problems,
             action="Open the round",
-            back=reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            back=self.changelist_url(),
         )
 
     def upload_view(self, request, object_id):

@@ -374,6 +374,23 @@ def _canonical(value: Any) -> str:
     return canonical_json(value).decode()
 
 
+def first_difference(stored: Any, replayed: Any, path: str = "") -> dict[str, Any] | None:
+    """Where two JSON documents first differ (a path like `entries[2].coverage`), or None."""
+    if isinstance(stored, dict) and isinstance(replayed, dict):
+        for key in sorted(set(stored) | set(replayed)):
+            if key not in stored or key not in replayed or _canonical(stored[key]) != _canonical(replayed[key]):
+                return first_difference(stored.get(key), replayed.get(key), f"{path}.{key}" if path else key)
+        return None
+    if isinstance(stored, list) and isinstance(replayed, list) and len(stored) == len(replayed):
+        for i, (a, b) in enumerate(zip(stored, replayed, strict=True)):
+            if _canonical(a) != _canonical(b):
+                return first_difference(a, b, f"{path}[{i}]")
+        return None
+    if _canonical(stored) == _canonical(replayed):
+        return None
+    return {"path": path, "stored": stored, "replayed": replayed}
+
+
 SCORE_FIELDS = ("prediction_id", "model__model_id", "value", "result", "success", "failed_reason", "scored_at", "late")
 
 
@@ -500,13 +517,16 @@ def compare_leaderboards(spec: ReplaySpec, built: dict[int, int]) -> dict[str, A
         if replayed is None:
             boards.append({"live_id": live.pk, "created_at": live.created_at.isoformat(), "identical": False})
             continue
-        identical = _canonical([live.entries, live.meta]) == _canonical([replayed.entries, replayed.meta])
+        difference = first_difference(
+            {"entries": live.entries, "meta": live.meta}, {"entries": replayed.entries, "meta": replayed.meta}
+        )
         stored_ranks, replayed_ranks = _ranks(live.entries), _ranks(replayed.entries)
         boards.append(
             {
                 "live_id": live.pk,
                 "created_at": live.created_at.isoformat(),
-                "identical": identical,
+                "identical": difference is None,
+                **({"first_difference": difference} if difference else {}),
                 "ranks": {
                     m: {"stored": stored_ranks.get(m), "replayed": replayed_ranks.get(m)}
                     for m in sorted(set(stored_ranks) | set(replayed_ranks))

@@ -39,6 +39,7 @@ class Waiter:
 
     def __init__(self, channels: Iterable[str], *, stop=None) -> None:
         self.channels = list(channels)
+        self.woken_by: set[str] = set()  # channels notified since last consumed (see `consume`)
         self.stop = stop
         self._conn = None
 
@@ -64,9 +65,9 @@ class Waiter:
             while (remaining := deadline - time.monotonic()) > 0:
                 if self.stop:
                     return True
-                woke = any(True for _ in conn.notifies(timeout=min(remaining, 0.5), stop_after=1))
+                woke = {n.channel for n in conn.notifies(timeout=min(remaining, 0.5), stop_after=1)}
                 if woke:  # drained only once that generator is closed: it holds the connection
-                    self._drain(conn)
+                    self.woken_by |= woke | self._drain(conn)
                     return True
             return False
         except Exception:
@@ -76,10 +77,18 @@ class Waiter:
             return False
 
     @staticmethod
-    def _drain(conn) -> None:
-        """Several notifications may be queued for one wake-up: consume them without waiting."""
-        for _extra in conn.notifies(timeout=0.001, stop_after=100):  # timeout=0 would mean "no timeout"
-            pass
+    def _drain(conn) -> set[str]:
+        """Several notifications may be queued for one wake-up: consume them without waiting;
+        returns their channels."""
+        # timeout=0 would mean "no timeout"
+        return {extra.channel for extra in conn.notifies(timeout=0.001, stop_after=100)}
+
+    def consume(self, channel: str) -> bool:
+        """Whether `channel` was notified since the last call for it (then forgotten)."""
+        if channel in self.woken_by:
+            self.woken_by.discard(channel)
+            return True
+        return False
 
     def _sleep(self, seconds: float) -> None:
         if self.stop is not None and hasattr(self.stop, "sleep"):

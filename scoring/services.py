@@ -166,17 +166,24 @@ def period_start_for(t: datetime, period_seconds: int | None = None) -> datetime
 # --- 1. claim -----------------------------------------------------------------------------
 
 
-def due_inputs_filter(now: datetime) -> Q:
-    """RECEIVED Inputs past resolvable_at, not backing off, lease free or expired."""
+def due_inputs_filter(now: datetime, *, tape_moved: bool = False) -> Q:
+    """RECEIVED Inputs past resolvable_at, not backing off, lease free or expired. With
+    `tape_moved` (new tape records were stored since the last look), also the Inputs only
+    waiting for their ground truth's data (deferred, no failed attempt) before their retry time."""
+    waited = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    if tape_moved:
+        waited |= Q(attempts=0)
     return (
         Q(status=InputStatus.RECEIVED, resolvable_at__lte=now)
         & LIVE_INPUTS  # a tournament round's samples are scored by their round (tournament app)
-        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & waited
         & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     )
 
 
-def claim_inputs(*, worker: str, batch: int, now: datetime | None = None) -> tuple[str, list[Input]]:
+def claim_inputs(
+    *, worker: str, batch: int, now: datetime | None = None, tape_moved: bool = False
+) -> tuple[str, list[Input]]:
     """Lease up to `batch` due Inputs (oldest resolvable_at first) to a fresh claim token.
 
     Candidates are read with FOR UPDATE SKIP LOCKED on Postgres (so concurrent workers take
@@ -185,7 +192,7 @@ def claim_inputs(*, worker: str, batch: int, now: datetime | None = None) -> tup
     """
     now = now or timezone.now()
     token = f"{worker}:{uuid4().hex[:12]}"[:128]
-    due = due_inputs_filter(now)
+    due = due_inputs_filter(now, tape_moved=tape_moved)
     with transaction.atomic():
         ids = list(
             Input.objects.filter(due)
@@ -819,11 +826,11 @@ def update_by_id(table: str, columns: dict[str, str], rows: list[tuple], *, also
             )
 
 
-def score_batch(*, worker: str, batch: int, now: datetime | None = None) -> BatchResult:
+def score_batch(*, worker: str, batch: int, now: datetime | None = None, tape_moved: bool = False) -> BatchResult:
     """One unit of the score worker: claim, resolve, score and write up to `batch` Inputs."""
     now = now or timezone.now()
     ctx = ScoringContext(now)
-    token, inputs = claim_inputs(worker=worker, batch=batch, now=now)
+    token, inputs = claim_inputs(worker=worker, batch=batch, now=now, tape_moved=tape_moved)
     result = BatchResult(claimed=len(inputs))
     if not inputs:
         return result

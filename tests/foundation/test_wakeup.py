@@ -121,3 +121,17 @@ def test_the_due_time_counts_from_when_it_was_asked_not_from_when_the_answer_cam
     worker.idle_wait(5.0)
     assert time.monotonic() - started < 1.8  # about 1 s; counting from the answer would be 2 s
     worker.waiter.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_the_waiter_remembers_which_channels_woke_it_until_each_is_consumed():
+    waiter = Waiter(["coordinator_a", "coordinator_b"])
+    waiter.wait(0)  # LISTEN before anything is sent
+    with transaction.atomic():
+        notify("coordinator_a")
+        notify("coordinator_b")
+    assert waiter.wait(30) is True
+    assert waiter.consume("coordinator_a") is True
+    assert waiter.consume("coordinator_a") is False  # forgotten once consumed
+    assert waiter.consume("coordinator_b") is True
+    waiter.close()

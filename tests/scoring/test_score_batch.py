@@ -289,3 +289,24 @@ def test_an_input_whose_truth_is_not_there_yet_is_looked_at_again_by_how_late_it
     assert score_batch(worker="w", batch=10, now=now + retry_after - timedelta(milliseconds=1)).claimed == 0
     again = score_batch(worker="w", batch=10, now=now + retry_after + timedelta(milliseconds=1))
     assert (again.claimed, again.deferred) == (1, 1), again
+
+
+def test_new_tape_records_bring_an_input_waiting_for_its_data_back_before_its_retry_time(models):
+    make_tape(T0 - BAR, [100.0, 101.0, 102.0])  # stops before the horizon
+    input_ = make_scoring_input(scheduled_for=T0)
+    make_round(input_, {models[0]: 0.9})
+    now = input_.resolvable_at + timedelta(minutes=1)
+    assert score_batch(worker="w", batch=10, now=now).deferred == 1  # retry in 10 s
+    soon = now + timedelta(seconds=1)
+    assert score_batch(worker="w", batch=10, now=soon).claimed == 0
+    # run_score was woken by the feed's tape notification: the waiting Input is looked at now.
+    for minute, close in ((2, 103.0), (3, 104.0), (4, 98.0), (5, 99.0)):
+        make_candle(T0 + minute * BAR, close)
+    assert score_batch(worker="w", batch=10, now=soon, tape_moved=True).resolved == 1
+
+
+def test_new_tape_records_never_bring_back_an_input_backing_off_after_a_failure(models):
+    input_ = make_scoring_input(scheduled_for=T0)
+    make_round(input_, {models[0]: 0.9})
+    Input.objects.filter(pk=input_.pk).update(attempts=1, next_attempt_at=NOW + timedelta(minutes=5))
+    assert score_batch(worker="w", batch=10, now=NOW, tape_moved=True).claimed == 0

@@ -29,7 +29,9 @@ class Command(WorkerCommand):
     default_sleep = 2.0
     default_batch = 500
     unit_budget_seconds = 10.0  # one claimed batch of Inputs, scored and written
-    wakeup_channels = (wakeup.INPUTS,)
+    # New Inputs, and new tape records: an Input waiting for its ground truth's data is looked
+    # at again as soon as records land, not only at its retry time.
+    wakeup_channels = (wakeup.INPUTS, wakeup.TAPE)
 
     def next_due_seconds(self) -> float | None:
         return seconds_until_next_resolvable(now=timezone.now())
@@ -43,7 +45,8 @@ class Command(WorkerCommand):
         self.last_rebuild = time.monotonic()
 
     def run_unit(self, *, batch: int) -> UnitResult:
-        result = score_batch(worker=self.worker_id, batch=batch)
+        tape_moved = hasattr(self, "waiter") and self.waiter.consume(wakeup.TAPE)
+        result = score_batch(worker=self.worker_id, batch=batch, tape_moved=tape_moved)
         # Units other apps registered for this worker (scoring a tournament round, claimed so it
         # is scored exactly once): coordinator_site/units.py.
         extra = run_registered_units("run_score", worker_id=self.worker_id)

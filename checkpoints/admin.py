@@ -150,16 +150,12 @@ class CheckpointAdmin(ServiceButtonsAdmin):
 
     # --- operator actions ------------------------------------------------------------------
 
-    def get_urls(self):
-        return [
-            *self.button_urls(
-                ("confirm", self.confirm_view, True),
-                ("advance", self.advance_view, True),
-                ("void", self.void_view, True),
-                ("force", self.force_view, False),
-            ),
-            *super().get_urls(),
-        ]
+    buttons = (
+        ("confirm", "confirm_view", True),
+        ("advance", "advance_view", True),
+        ("void", "void_view", True),
+        ("force", "force_view", False),
+    )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         checkpoint = self.get_object(request, object_id)

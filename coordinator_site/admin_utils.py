@@ -1,7 +1,6 @@
 """Small admin helpers shared by every app's admin."""
 
 import json
-from collections.abc import Callable
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -57,15 +56,20 @@ class ServiceButtonsAdmin(admin.ModelAdmin):
     def changelist_url(self) -> str:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
 
-    def button_urls(self, *buttons: tuple[str, Callable, bool]) -> list:
-        """URLs of the buttons' views, each (name, view, per_object): `<pk>/<name>/` for a button
-        on one row, `<name>/` for one on the list; URL names `<app>_<model>_<name>`."""
+    # The buttons' views: (name, method name, per_object) -> `<pk>/<name>/` for a button on one
+    # row, `<name>/` for one on the list; URL names `<app>_<model>_<name>`.
+    buttons: tuple[tuple[str, str, bool], ...] = ()
+
+    def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                f"<path:object_id>/{name}/" if per_object else f"{name}/",
-                self.admin_site.admin_view(view),
-                name=f"{prefix}_{name}",
-            )
-            for name, view, per_object in buttons
+            *(
+                path(
+                    f"<path:object_id>/{name}/" if per_object else f"{name}/",
+                    self.admin_site.admin_view(getattr(self, view)),
+                    name=f"{prefix}_{name}",
+                )
+                for name, view, per_object in self.buttons
+            ),
+            *super().get_urls(),
         ]

@@ -142,16 +142,12 @@ class RoundAdmin(ServiceButtonsAdmin):
 
     # --- operator actions ------------------------------------------------------------------
 
-    def get_urls(self):
-        return [
-            *self.button_urls(
-                ("open", self.open_view, False),
-                ("upload", self.upload_view, True),
-                ("rescore", self.rescore_view, True),
-                ("cancel", self.cancel_view, True),
-            ),
-            *super().get_urls(),
-        ]
+    buttons = (
+        ("open", "open_view", False),
+        ("upload", "upload_view", True),
+        ("rescore", "rescore_view", True),
+        ("cancel", "cancel_view", True),
+    )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         round_ = self.get_object(request, object_id)

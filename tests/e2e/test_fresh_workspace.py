@@ -54,18 +54,20 @@ def test_init_workspace_then_the_runbook_start_command_scores_and_ranks(tmp_path
     process, output = start(["sh", "-c", f"cd {repo} && {script}"], env)
     try:
         base = f"http://127.0.0.1:{port}"
-        board = wait_for(
-            lambda: (
-                process.poll() is not None
-                or [row for row in (get_json(f"{base}/reports/leaderboard") or []) if row.get("score_ranking")]
-            ),
-            timeout=420,
-            interval=2,
-        )
+
+        # Ranked and scored: the first predictions may fail (a cold model under load times out) and
+        # still rank by the missing-answer policy, so wait for both.
+        def ranked_and_scored():
+            if process.poll() is not None:
+                return True
+            board = [row for row in (get_json(f"{base}/reports/leaderboard") or []) if row.get("score_ranking")]
+            scored = board and get_json(f"{base}/reports/predictions?status=SCORED&limit=5")
+            return (board, scored) if scored else None
+
+        found = wait_for(ranked_and_scored, timeout=420, interval=2)
         assert process.poll() is None, f"the start command exited:\n{output.text[-4000:]}"
-        assert board, f"no leaderboard after the start command:\n{output.text[-4000:]}"
-        scored = get_json(f"{base}/reports/predictions?status=SCORED&limit=5")
-        assert scored, "the leaderboard has rows but no scored predictions are listed"
+        assert found, f"no leaderboard with scored predictions after the start command:\n{output.text[-4000:]}"
+        board, scored = found
         assert all(row["score_value"] is not None for row in scored)
         assert {row["model_id"] for row in board} <= {"momentum", "mean_reversion", "coin_flip"}
         # Stop it as the terminal would (the chain's shell waits on run_node): SIGTERM to run_node.

@@ -28,7 +28,9 @@ Figures, p50/p99 in ms over the window:
 (c) age of the newest record the models saw: `Input.received_at` - the send time of the newest
     record in `Input.raw_data`, and, as the node stores it, `received_at - Input.as_of` (whole
     seconds);
-(d) `Input.resolvable_at` -> score committed (the COMMIT that makes the Input RESOLVED).
+(d) `Input.resolvable_at` -> score committed (the COMMIT that makes the Input RESOLVED), split into
+    the data (resolvable_at -> the first tape COMMIT holding a record at or after it: the exit is
+    final only then) and the scorer (that COMMIT -> the score's COMMIT).
 
 Commit times are the arrival of the NOTIFY in this process (sub-millisecond on loopback, plus
 this process's own scheduling on a loaded machine). The load average is printed with each mode.
@@ -435,7 +437,7 @@ def analyse(url: str, observer: CommitObserver, *, published: list[float], start
             [datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)],
         ).fetchall()
         server = conn.execute("SHOW server_version").fetchone()[0]
-    figures = {key: [] for key in ("b_total", "b_delay", "b_work", "c_sent", "c_as_of", "d")}
+    figures = {key: [] for key in ("b_total", "b_delay", "b_work", "c_sent", "c_as_of", "d", "d_data", "d_work")}
     answered, unresolved = [], 0
     for pk, slot, received, as_of, resolvable, status, newest_sent, rows, ok in inputs:
         answered.append((rows, ok))
@@ -450,6 +452,10 @@ def analyse(url: str, observer: CommitObserver, *, published: list[float], start
             figures["c_as_of"].append(received.timestamp() - as_of.timestamp())
         if status == "RESOLVED" and pk in observer.done_input:
             figures["d"].append(observer.done_input[pk] - resolvable.timestamp())
+            i = bisect.bisect_left(newest, resolvable.timestamp())  # publish_time >= resolvable_at
+            if i < len(tape):
+                figures["d_data"].append(tape[i][0] - resolvable.timestamp())
+                figures["d_work"].append(observer.done_input[pk] - tape[i][0])
         else:
             unresolved += 1
     slots = int(end) - int(start)
@@ -477,6 +483,8 @@ ROWS = [
     ("c_sent", "(c) newest record age at the read (send time)", f"p50 <= {SOURCE_INTERVAL * 1000 + 50:.0f}"),
     ("c_as_of", "(c) newest record age by Input.as_of (whole s)", ""),
     ("d", "(d) resolvable_at -> score committed", "p50 <= 100"),
+    ("d_data", "(d) data: resolvable_at -> its record committed", ""),
+    ("d_work", "(d) scorer: that record -> score committed", ""),
 ]
 
 

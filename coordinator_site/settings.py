@@ -240,6 +240,7 @@ FEED_STREAM_IDLE_SECONDS = env.float("FEED_STREAM_IDLE_SECONDS", default=15.0)  
 FEED_STREAM_RECONNECT_MAX_SECONDS = env.float("FEED_STREAM_RECONNECT_MAX_SECONDS", default=30.0)  # backoff cap
 FEED_STREAM_BATCH_MS = env.int("FEED_STREAM_BATCH_MS", default=50)  # a record waits at most this long
 FEED_STREAM_BATCH_RECORDS = env.int("FEED_STREAM_BATCH_RECORDS", default=500)  # ... or until this many
+FEED_STREAM_LINGER_MS = env.int("FEED_STREAM_LINGER_MS", default=5)  # ... or until none came for this long
 BINANCE_STREAM_URL = env.str("BINANCE_STREAM_URL", default="")  # empty -> python-binance default (wss)
 
 # --- Predict (DESIGN.md §7) -------------------------------------------------------------

@@ -8,7 +8,8 @@ database: it puts `StreamEvent`s on a queue.
 `StreamIngestor` runs in the worker's thread and owns every database write:
 
 - records are stored in small batches (at most FEED_STREAM_BATCH_MS of delay or
-  FEED_STREAM_BATCH_RECORDS records) through `ingest_records` -- the same boundary check and
+  FEED_STREAM_BATCH_RECORDS records, and as soon as no record has come for FEED_STREAM_LINGER_MS)
+  through `ingest_records` -- the same boundary check and
   idempotent upsert as polling -- never one transaction per message;
 - after every (re)connect the stream is back-filled from its watermark as it stood when the
   connection opened (`poll_stream(gap_from=...)`, the existing history path), so a disconnect
@@ -237,9 +238,12 @@ class StreamIngestor:
         batch: list[NormalizedRecord] = []
         rejected: dict[tuple[FeedDims, ...], Rejections] = {}
         deadline: float | None = None
+        linger = settings.FEED_STREAM_LINGER_MS / 1000
         try:
             while True:
-                timeout = wait if deadline is None else deadline - time.monotonic()
+                # The first event is waited for up to `wait`; then the batch is stored once no event
+                # has come for the linger (a lone record is not held for the whole batch delay).
+                timeout = wait if deadline is None else min(deadline - time.monotonic(), linger)
                 if deadline is not None and timeout <= 0:
                     break
                 try:

@@ -159,6 +159,7 @@ def test_a_silent_connection_is_detected_by_the_idle_timeout_and_reconnected(str
 @pytest.mark.django_db
 def test_streamed_records_are_stored_in_small_batches_not_one_transaction_per_message(streaming, ingestor_for):
     streaming.FEED_STREAM_BATCH_MS = 200
+    streaming.FEED_STREAM_LINGER_MS = 100  # a loaded machine may pause the 1 ms sender: still one batch
     b = base_second()
     seed(b - 1)
     with HermesServer([Session(send=list(range(b, b + 40)), then="silent")], interval=0.001) as server:
@@ -172,6 +173,31 @@ def test_streamed_records_are_stored_in_small_batches_not_one_transaction_per_me
     assert sorted(stored_seconds()) == list(range(b - 1, b + 40))
     assert counts["streamed"] == 40  # every message went through a batch
     assert 1 <= counts["batches"] <= 8, counts  # 40 messages in a few transactions
+
+
+@pytest.mark.django_db
+def test_a_lone_record_is_stored_after_the_linger_not_the_whole_batch_delay_and_a_burst_shares_a_batch(streaming):
+    streaming.FEED_STREAM_BATCH_MS = 5000
+    streaming.FEED_STREAM_LINGER_MS = 5
+    b = base_second()
+    ingestor = StreamIngestor(streams=[TICK], provider_for=lambda source: PythProvider())
+    ingestor.connections = []  # no thread: this test plays the connection's events itself
+    ingestor.live.add(TICK)  # connected and back-filled: nothing to poll
+
+    def event(second: int) -> StreamEvent:
+        values = {"price": price_of(second), "conf": 1.0}
+        return StreamEvent("records", (TICK,), [NormalizedRecord("pyth", "BTC", "tick", "1s", _ts(second), values, {})])
+
+    ingestor.events.put(event(b))
+    started = time.monotonic()
+    lone = ingestor.step(wait=1.0)
+    assert time.monotonic() - started < 2.5  # the batch delay (5 s) was not waited out
+    assert (lone.counts["streamed"], lone.counts["batches"]) == (1, 1)
+    for second in (b + 1, b + 2, b + 3):
+        ingestor.events.put(event(second))
+    burst = ingestor.step(wait=1.0)
+    assert (burst.counts["streamed"], burst.counts["batches"]) == (3, 1)
+    assert stored_seconds() == [b, b + 1, b + 2, b + 3]
 
 
 @pytest.mark.django_db

@@ -31,9 +31,9 @@ MODELS = 20
 
 FILL_SQL = """
 INSERT INTO predictions_model (model_id, name, cruncher_id, cruncher_name, cruncher_index, deployment_id, status,
-    overall_score, scores_by_scope, meta, first_seen_at, last_seen_at, created_at, updated_at)
+    overall_score, scores_by_scope, meta, first_seen_at, last_seen_at, created_at, updated_at, is_benchmark)
 SELECT 'bench-' || m, 'bench model ' || m, 'c' || m, 'cruncher ' || m, m, 'd' || m, 'ACTIVE', '{}', '{}', '{}',
-    now(), now(), now(), now()
+    now(), now(), now(), now(), false
 FROM generate_series(1, %(models)s) AS m ON CONFLICT DO NOTHING;
 
 INSERT INTO predictions_predictionconfig (scope_key, scope_template, interval_seconds, horizon_seconds, active, "order",
@@ -41,10 +41,10 @@ INSERT INTO predictions_predictionconfig (scope_key, scope_template, interval_se
 VALUES ('bench-5m', '{}', 60, 300, true, 0, '', '{}', now(), now()) ON CONFLICT DO NOTHING;
 
 INSERT INTO predictions_input (config_id, scheduled_for, raw_data, scope, as_of, received_at, resolvable_at, status,
-    claimed_by, attempts, last_error)
+    claimed_by, attempts, last_error, expiry_reason, ticks, sample_id)
 SELECT c.id, now() - make_interval(mins => i), '{}', '{}', now() - make_interval(mins => i),
     now() - make_interval(mins => i), now() - make_interval(mins => i) + interval '5 minutes',
-    CASE WHEN i < 5 THEN 'RECEIVED' ELSE 'RESOLVED' END, '', 0, ''
+    CASE WHEN i < 5 THEN 'RECEIVED' ELSE 'RESOLVED' END, '', 0, '', '', '{}', ''
 FROM predictions_predictionconfig c, generate_series(1, %(inputs)s) AS i
 WHERE c.scope_key = 'bench-5m' ON CONFLICT DO NOTHING;
 

@@ -69,7 +69,7 @@ def seed(*, start: datetime, minutes: int, models: int) -> None:
         cursor.execute(
             """
             INSERT INTO predictions_input (config_id, scheduled_for, raw_data, scope, as_of, received_at,
-                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason)
+                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason, ticks, sample_id)
             SELECT %s, t, jsonb_build_object('subject', 'BTC', 'as_of', t, 'records',
                        (SELECT jsonb_agg(jsonb_build_object('ts_event', f.ts_event, 'close', f."values"->'close')
                                          ORDER BY f.ts_event)
@@ -77,7 +77,7 @@ def seed(*, start: datetime, minutes: int, models: int) -> None:
                         WHERE f.ts_event >= t - make_interval(mins => %s) AND f.ts_event < t)),
                    '{"source": "synthetic", "subject": "BTC", "kind": "candle", "granularity": "1m",
                      "scope_key": "BTC-bench", "horizon_seconds": 300, "step_seconds": 60}'::jsonb,
-                   t, t, t + interval '5 minutes', 'RECEIVED', '', 0, '', ''
+                   t, t, t + interval '5 minutes', 'RECEIVED', '', 0, '', '', '{}'::jsonb, ''
             FROM (SELECT %s + g * interval '1 minute' AS t FROM generate_series(0, %s) AS g) AS slots
             """,
             [config.pk, WINDOW + 1, start, minutes - 1],

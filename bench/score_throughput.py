@@ -57,12 +57,12 @@ def seed_round_data(*, inputs: int, models: int) -> int:
         cursor.execute(
             """
             INSERT INTO predictions_input (config_id, scheduled_for, raw_data, scope, as_of, received_at,
-                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason)
+                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason, ticks, sample_id)
             SELECT %s, %s + g * interval '1 minute', '{}'::jsonb,
                    '{"source": "synthetic", "subject": "BTC", "kind": "candle", "granularity": "1m",
                      "scope_key": "BTC-bench", "horizon_seconds": 300, "step_seconds": 60}'::jsonb,
                    %s + g * interval '1 minute', %s + g * interval '1 minute',
-                   %s + g * interval '1 minute' + interval '5 minutes', 'RECEIVED', '', 0, '', ''
+                   %s + g * interval '1 minute' + interval '5 minutes', 'RECEIVED', '', 0, '', '', '{}'::jsonb, ''
             FROM generate_series(0, %s) AS g
             """,
             [config.pk, start, start, start, start, inputs - 1],
@@ -156,9 +156,10 @@ def seed_scores(*, target: int) -> int:
         cursor.execute(
             """
             INSERT INTO predictions_input (config_id, scheduled_for, raw_data, scope, as_of, received_at,
-                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason)
+                resolvable_at, status, claimed_by, attempts, last_error, expiry_reason, ticks, sample_id)
             SELECT %s, %s - g * (interval '7 days' / %s), '{}'::jsonb, '{}'::jsonb, NULL,
-                   %s - g * (interval '7 days' / %s), %s - g * (interval '7 days' / %s), 'RESOLVED', '', 0, ''
+                   %s - g * (interval '7 days' / %s), %s - g * (interval '7 days' / %s), 'RESOLVED', '', 0, '', '',
+                   '{}'::jsonb, ''
             FROM generate_series(1, %s) AS g
             """,
             [config.pk, now, missing_inputs, now, missing_inputs, now, missing_inputs, missing_inputs],
@@ -176,9 +177,9 @@ def seed_scores(*, target: int) -> int:
         cursor.execute(
             """
             INSERT INTO scoring_score (prediction_id, model_id, input_id, scope_key, performed_at, value, result,
-                success, failed_reason, scored_at)
+                success, failed_reason, scored_at, late)
             SELECT p.id, p.model_id, p.input_id, p.scope_key, p.performed_at,
-                   ((p.id * 7919) %% 1000) / 1000.0, '{}'::jsonb, true, '', now()
+                   ((p.id * 7919) %% 1000) / 1000.0, '{}'::jsonb, true, '', now(), false
             FROM predictions_prediction p WHERE p.config_id = %s
             """,
             [config.pk],

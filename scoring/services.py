@@ -483,29 +483,81 @@ def summarise_snapshots(ctx: ScoringContext, outcomes: list[InputOutcome]) -> di
     return deltas
 
 
+@dataclass
+class _SnapshotRow:
+    """The columns of a locked snapshot that a merge reads and writes (what `snapshot_document` reads)."""
+
+    pk: int
+    model_id: int
+    period_start: datetime
+    period_end: datetime
+    prediction_count: int
+    counts: dict[str, int]
+    result_summary: dict[str, Any]
+    model: Any  # anything with `.model_id` (the public id)
+
+
+class _PublicId(NamedTuple):
+    model_id: str
+
+
+def _lock_snapshots(keys: list[tuple[int, datetime]], *, period: timedelta, now: datetime) -> list[_SnapshotRow]:
+    """The (model, period start) snapshots of `keys` (sorted), created when missing, locked in key order.
+
+    Postgres: two statements over arrays, exactly the batch's rows, no model instances. Elsewhere
+    the ORM, on a rectangle of (models x periods): rows outside the batch's keys are locked too
+    (same order everywhere, so no deadlock) but left untouched.
+    """
+    table = Snapshot._meta.db_table
+    if connection.vendor == "postgresql":
+        model_pks, starts = [m for m, _ in keys], [t for _, t in keys]
+        with _cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (model_id, period_start, period_end, prediction_count, counts, "  # noqa: S608
+                "result_summary, content_hash, created_at, updated_at) "
+                "SELECT v.m, v.s, v.s + %b::interval, 0, '{}', '{}', '', %b, %b "
+                "FROM unnest(%b::bigint[], %b::timestamptz[]) AS v(m, s) ORDER BY v.m, v.s "
+                "ON CONFLICT (model_id, period_start) DO NOTHING",
+                [period, now, now, model_pks, starts],
+            )
+            cursor.execute(
+                f"SELECT s.id, s.model_id, s.period_start, s.period_end, s.prediction_count, s.counts::text, "  # noqa: S608
+                f"s.result_summary::text, m.model_id FROM {table} s "
+                "JOIN unnest(%b::bigint[], %b::timestamptz[]) AS v(m, s) ON s.model_id = v.m AND s.period_start = v.s "
+                f"JOIN {ParticipantModel._meta.db_table} m ON m.id = s.model_id "
+                "ORDER BY s.model_id, s.period_start FOR UPDATE OF s",
+                [model_pks, starts],
+            )
+            return [
+                _SnapshotRow(pk, m, start, end, n, json.loads(counts), json.loads(summary), _PublicId(public))
+                for pk, m, start, end, n, counts, summary, public in cursor.fetchall()
+            ]
+    wanted = set(keys)
+    Snapshot.objects.bulk_create(
+        [Snapshot(model_id=m, period_start=t, period_end=t + period) for m, t in keys], ignore_conflicts=True
+    )
+    return [
+        _SnapshotRow(
+            r.pk, r.model_id, r.period_start, r.period_end, r.prediction_count, r.counts, r.result_summary, r.model
+        )
+        for r in Snapshot.objects.filter(model_id__in={m for m, _ in keys}, period_start__in={t for _, t in keys})
+        .select_related("model")
+        .select_for_update(of=("self",))
+        .order_by("model_id", "period_start")
+        if (r.model_id, r.period_start) in wanted
+    ]
+
+
 def upsert_snapshots(ctx: ScoringContext, groups: dict[tuple[int, datetime], SnapshotDelta]) -> int:
     """Merge the batch's deltas into their (model, period) snapshots; returns rows touched.
 
-    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then all rows are
+    Missing rows are inserted first (ON CONFLICT DO NOTHING, in key order), then the rows are
     locked in key order and merged, so concurrent workers neither lose nor double updates.
     """
     if not groups:
         return 0
-    period = timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS)
-    keys = sorted(groups)
-    Snapshot.objects.bulk_create(
-        [Snapshot(model_id=m, period_start=s, period_end=s + period) for m, s in keys], ignore_conflicts=True
-    )
-    # A rectangle of (models x periods) keeps the query small; rows outside the batch's keys
-    # are locked too (same order everywhere, so no deadlock) but left untouched.
-    rows = [
-        row
-        for row in Snapshot.objects.filter(model_id__in={m for m, _ in keys}, period_start__in={s for _, s in keys})
-        .select_related("model")
-        .select_for_update(of=("self",))
-        .order_by("model_id", "period_start")
-        if (row.model_id, row.period_start) in groups
-    ]
+    rows = _lock_snapshots(sorted(groups), period=timedelta(seconds=settings.SNAPSHOT_PERIOD_SECONDS), now=ctx.now)
+    updates = []
     for row in rows:
         added, added_counts, summary = groups[(row.model_id, row.period_start)]
         row.prediction_count += added
@@ -514,8 +566,10 @@ def upsert_snapshots(ctx: ScoringContext, groups: dict[tuple[int, datetime], Sna
             counts[status] = counts.get(status, 0) + n
         row.counts = counts
         row.result_summary = merge_summaries(row.result_summary, summary, value_field=ctx.value_field)
-        row.content_hash = leaf_hash(snapshot_document(row))
-        row.updated_at = ctx.now
+        content_hash = leaf_hash(snapshot_document(row))
+        updates.append(
+            (row.prediction_count, json.dumps(counts), json.dumps(row.result_summary), content_hash, ctx.now, row.pk)
+        )
     update_by_id(
         Snapshot._meta.db_table,
         {
@@ -525,10 +579,7 @@ def upsert_snapshots(ctx: ScoringContext, groups: dict[tuple[int, datetime], Sna
             "content_hash": "text",
             "updated_at": "timestamptz",
         },
-        [
-            (r.prediction_count, json.dumps(r.counts), json.dumps(r.result_summary), r.content_hash, ctx.now, r.pk)
-            for r in rows
-        ],
+        updates,
     )
     return len(rows)
 

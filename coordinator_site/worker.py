@@ -269,10 +269,12 @@ class WorkerCommand(BaseCommand):
             if once:
                 break
             if not result.found:
-                self.idle_wait(sleep)
+                self.idle_wait(sleep, unit_started=started)
 
-    def idle_wait(self, sleep: float) -> None:
-        """Sleep until work is due: the next due time, a notification, or the fallback bound."""
+    def idle_wait(self, sleep: float, *, unit_started: float | None = None) -> None:
+        """Sleep until work is due: the next due time, a notification, or the fallback bound.
+
+        `unit_started` (monotonic): when the unit that found nothing began looking."""
         if not self.wakeup_channels or connection.vendor != "postgresql" or not settings.WAKEUP_ENABLED:
             self.stop.sleep(sleep, each_slice=self._beat_safely)
             return
@@ -285,6 +287,8 @@ class WorkerCommand(BaseCommand):
             self.log.warning("%s could not read its next due time", self.worker_name, exc_info=True)
             due = None
         fallback = settings.WAKEUP_FALLBACK_SECONDS
+        if due is not None and due <= 0 and unit_started is not None and asked + due >= unit_started:
+            return  # it became due while the unit was looking: look again now, not after a pause
         # Work due now that the unit did not find (claimed elsewhere, say): a short pause, no spin.
         # Work due soon is waited for exactly (a wake-up a few microseconds early costs no pause).
         wait = fallback if due is None else min(due if due > 0 else min(sleep, 0.05), fallback)

@@ -135,3 +135,18 @@ def test_the_waiter_remembers_which_channels_woke_it_until_each_is_consumed():
     assert waiter.consume("coordinator_a") is False  # forgotten once consumed
     assert waiter.consume("coordinator_b") is True
     waiter.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_work_that_became_due_while_the_unit_looked_is_looked_at_again_without_the_pause():
+    """A unit that began a hair before the slot finds nothing; the slot is due when it ends: no
+    50 ms pause. Work that was already due when the unit began (claimed elsewhere) still pauses."""
+    worker = _idle_worker()
+    worker.waiter = _RecordingWaiter(worker.wakeup_channels, stop=worker.stop)
+    worker.next_due_seconds = lambda: -0.002  # due 2 ms ago
+    worker.idle_wait(0.5, unit_started=time.monotonic() - 0.5)  # the unit began 500 ms ago
+    assert worker.waiter.asked == []  # straight back to the unit
+    worker.next_due_seconds = lambda: -0.5  # due 500 ms ago
+    worker.idle_wait(0.5, unit_started=time.monotonic() - 0.002)  # it began after the work was due
+    assert worker.waiter.asked and max(worker.waiter.asked) <= 0.05  # the short pause, no spin
+    worker.waiter.close()

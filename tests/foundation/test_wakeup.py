@@ -148,5 +148,6 @@ def test_work_that_became_due_while_the_unit_looked_is_looked_at_again_without_t
     assert worker.waiter.asked == []  # straight back to the unit
     worker.next_due_seconds = lambda: -0.5  # due 500 ms ago
     worker.idle_wait(0.5, unit_started=time.monotonic() - 0.002)  # it began after the work was due
-    assert worker.waiter.asked and max(worker.waiter.asked) <= 0.05  # the short pause, no spin
+    assert worker.waiter.asked
+    assert max(worker.waiter.asked) <= 0.05  # the short pause, no spin
     worker.waiter.close()

@@ -180,6 +180,8 @@ def main() -> None:
                 f"  {predictions / took:,.0f} predictions/s; {args.days * 86400 / took:,.0f}x real time "
                 f"(target: <= 300 s for 1M predictions)"
             )
+            phases = ", ".join(f"{name} {value:.1f}" for name, value in report["phase_seconds"].items())
+            print(f"  seconds by phase: {phases}")
         paths = backtest_models(workdir, args.backtest_models)
         bt_end = start + timedelta(days=args.backtest_days)
         clock = time.perf_counter()

@@ -18,6 +18,7 @@ Nothing here implements scoring, ranking, emission or hashing a second time.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -329,42 +330,51 @@ def run_events(spec: ReplaySpec, events: list[Event]) -> dict[str, Any]:
     """Call the workers' services in the live order with the live clocks. Returns what was built:
     {"leaderboards": {live id: scratch id}, "checkpoints": {live id: scratch id}, "errors": [...]}."""
     built: dict[str, Any] = {"leaderboards": {}, "checkpoints": {}, "errors": [], "score_batches": 0}
+    seconds: dict[str, float] = defaultdict(float)  # wall time by event kind
+    built["seconds"] = seconds
     if spec.coalesce:
         events = coalesced(events)
     for event in events:
-        if event.kind == "model":
-            ParticipantModel.objects.filter(pk=event.live_id).update(status=event.data["status"])
-        elif event.kind == "score":
-            while True:
-                result = score_batch(worker="replay", batch=spec.batch, now=event.at)
-                built["score_batches"] += 1
-                if result.claimed < spec.batch:
-                    break
-        elif event.kind == "leaderboard":
-            built["leaderboards"][event.live_id] = rebuild_leaderboard(now=event.at).pk
-        elif event.kind == "checkpoint":
-            live = Checkpoint.objects.using(SOURCE).get(pk=event.live_id)
-            try:
-                replayed = build_checkpoint(
-                    period=Period(live.period_start, live.period_end),
-                    readiness=event.data.get("readiness", ""),
-                    now=event.at,
-                    forced_by=event.data.get("forced_by", "") if event.data.get("forced") else "",
-                    forced_reason=event.data.get("forced_reason", ""),
-                )
-            except Exception as exc:  # reported as a difference, the replay goes on
-                built["errors"].append(f"checkpoint {live.pk}: the build raised {type(exc).__name__}: {exc}")
-                continue
-            built["checkpoints"][event.live_id] = replayed.pk
-        elif event.kind == "void":
-            scratch_id = built["checkpoints"].get(event.live_id)
-            if scratch_id is not None:
-                checkpoint_void(
-                    checkpoint=Checkpoint.objects.get(pk=scratch_id),
-                    reason=event.data.get("reason") or "replayed void",
-                    actor=event.data.get("actor") or "replay",
-                )
+        started = time.perf_counter()
+        _run_event(spec, event, built)
+        seconds[event.kind] += time.perf_counter() - started
     return built
+
+
+def _run_event(spec: ReplaySpec, event: Event, built: dict[str, Any]) -> None:
+    """One live event, replayed into `built`."""
+    if event.kind == "model":
+        ParticipantModel.objects.filter(pk=event.live_id).update(status=event.data["status"])
+    elif event.kind == "score":
+        while True:
+            result = score_batch(worker="replay", batch=spec.batch, now=event.at)
+            built["score_batches"] += 1
+            if result.claimed < spec.batch:
+                break
+    elif event.kind == "leaderboard":
+        built["leaderboards"][event.live_id] = rebuild_leaderboard(now=event.at).pk
+    elif event.kind == "checkpoint":
+        live = Checkpoint.objects.using(SOURCE).get(pk=event.live_id)
+        try:
+            replayed = build_checkpoint(
+                period=Period(live.period_start, live.period_end),
+                readiness=event.data.get("readiness", ""),
+                now=event.at,
+                forced_by=event.data.get("forced_by", "") if event.data.get("forced") else "",
+                forced_reason=event.data.get("forced_reason", ""),
+            )
+        except Exception as exc:  # reported as a difference, the replay goes on
+            built["errors"].append(f"checkpoint {live.pk}: the build raised {type(exc).__name__}: {exc}")
+            return
+        built["checkpoints"][event.live_id] = replayed.pk
+    elif event.kind == "void":
+        scratch_id = built["checkpoints"].get(event.live_id)
+        if scratch_id is not None:
+            checkpoint_void(
+                checkpoint=Checkpoint.objects.get(pk=scratch_id),
+                reason=event.data.get("reason") or "replayed void",
+                actor=event.data.get("actor") or "replay",
+            )
 
 
 # --- 3. compare ------------------------------------------------------------------------------
@@ -672,7 +682,9 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
     if PredictionConfig.objects.exists() or Input.objects.exists() or Score.objects.exists():
         raise RuntimeError("the scratch store is not empty")
     started = datetime.now(tz=UTC)
+    clock = time.perf_counter()
     copied = copy_live_rows(spec)
+    copy_seconds = time.perf_counter() - clock
     events = live_events(spec)
     backtest = None
     if spec.backtest_models:
@@ -695,10 +707,12 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
             ]
         )
     built = run_events(spec, events)
+    clock = time.perf_counter()
     scores = compare_scores(spec)
     snapshots = compare_snapshots(spec)
     leaderboards = compare_leaderboards(spec, built["leaderboards"])
     checkpoints = compare_checkpoints(spec, built["checkpoints"])
+    compare_seconds = time.perf_counter() - clock
     report = {
         "spec": spec.to_json(),
         "settings": {
@@ -727,6 +741,12 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
         "models": per_model_table(scores, leaderboards, checkpoints),
         "unfinished_inputs": Input.objects.filter(status=InputStatus.RECEIVED).count(),
         "seconds": (datetime.now(tz=UTC) - started).total_seconds(),
+        # Wall time by phase: the copy, each kind of replayed event, the comparison.
+        "phase_seconds": {
+            "copy": round(copy_seconds, 3),
+            **{kind: round(value, 3) for kind, value in sorted(built["seconds"].items())},
+            "compare": round(compare_seconds, 3),
+        },
     }
     if spec.reresolve:
         report["ground_truth"] = compare_ground_truth(spec)

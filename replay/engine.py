@@ -332,6 +332,7 @@ def run_events(spec: ReplaySpec, events: list[Event]) -> dict[str, Any]:
     built: dict[str, Any] = {"leaderboards": {}, "checkpoints": {}, "errors": [], "score_batches": 0}
     seconds: dict[str, float] = defaultdict(float)  # wall time by event kind
     built["seconds"] = seconds
+    built["scored"], built["analyzed"] = 0, 0  # scores written, and how many there were at the last ANALYZE
     if spec.coalesce:
         events = coalesced(events)
     for event in events:
@@ -339,6 +340,22 @@ def run_events(spec: ReplaySpec, events: list[Event]) -> dict[str, Any]:
         _run_event(spec, event, built)
         seconds[event.kind] += time.perf_counter() - started
     return built
+
+
+def analyze_scratch(tables: list[str]) -> None:
+    """PostgreSQL: refresh the planner's statistics of freshly filled scratch tables. Autovacuum
+    gets there too, but later: until then a leaderboard over a million scores is planned as over
+    an empty table (a sort spilled to disk instead of a hash aggregate, about 2.5x slower)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {', '.join(tables)}")
+
+
+def _analyze_if_grown(built: dict[str, Any]) -> None:
+    """Before an aggregate over the scores: ANALYZE them once they grew by a tenth since the last time."""
+    if built["scored"] > built["analyzed"] * 1.1 + 1000:
+        analyze_scratch([Score._meta.db_table, Snapshot._meta.db_table])
+        built["analyzed"] = built["scored"]
 
 
 def _run_event(spec: ReplaySpec, event: Event, built: dict[str, Any]) -> None:
@@ -349,11 +366,14 @@ def _run_event(spec: ReplaySpec, event: Event, built: dict[str, Any]) -> None:
         while True:
             result = score_batch(worker="replay", batch=spec.batch, now=event.at)
             built["score_batches"] += 1
+            built["scored"] += result.scored
             if result.claimed < spec.batch:
                 break
     elif event.kind == "leaderboard":
+        _analyze_if_grown(built)
         built["leaderboards"][event.live_id] = rebuild_leaderboard(now=event.at).pk
     elif event.kind == "checkpoint":
+        _analyze_if_grown(built)
         live = Checkpoint.objects.using(SOURCE).get(pk=event.live_id)
         try:
             replayed = build_checkpoint(
@@ -684,6 +704,7 @@ def replay_in_scratch(spec: ReplaySpec) -> dict[str, Any]:
     started = datetime.now(tz=UTC)
     clock = time.perf_counter()
     copied = copy_live_rows(spec)
+    analyze_scratch([m._meta.db_table for m in (ParticipantModel, PredictionConfig, Input, Prediction, FeedRecord)])
     copy_seconds = time.perf_counter() - clock
     events = live_events(spec)
     backtest = None

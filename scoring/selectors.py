@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from coordinator_site.exact import ExactSum, exact_mean, exact_sum, parse_decimal
+from coordinator_site.exact import ExactSum, exact_mean, parse_decimal
 from scoring.aggregation import NOT_ASKED
 from scoring.models import Leaderboard, Score, Snapshot
 
@@ -20,52 +20,40 @@ def window_aggregates(
 ) -> dict[tuple[int, str], dict[str, dict[str, Any]]]:
     """Per (model pk, scope_key) and per window, sums and counts of the scores in [start, end].
 
-    One GROUP BY over the Score table (index `score_window`) by (model, scope), with conditional
-    aggregates per bucket between window starts (each row counted in one): `sum`/`n` (non-null Score.value; `sum` an exact
-    Decimal, so sum / n is the same mean whatever the order of the rows), `asked` (every score
-    except those that are nobody's fault: no ground truth, a poisoned Input) and `answered`
-    (successful scores). Sums and counts add up exactly across scopes and windows, so callers
-    never take a mean of means. Late scores (scored after their period was sealed) are left out,
-    as they are from the checkpoints. `count_windows` limits asked/answered to those windows
-    (the others report 0).
+    One GROUP BY over the Score table (index `score_window`), one set of conditional aggregates
+    per window: `sum`/`n` (non-null Score.value; `sum` an exact Decimal, so sum / n is the same
+    mean whatever the order of the rows), `asked` (every score except those that are nobody's
+    fault: no ground truth, a poisoned Input) and `answered` (successful scores). Sums and counts
+    add up exactly across scopes and windows, so callers never take a mean of means. Late scores
+    (scored after their period was sealed) are left out, as they are from the checkpoints. `count_windows` limits asked/answered to those windows (the others report 0),
+    which keeps the aggregate close to the cost of the bare means.
     """
     if not starts:
         return {}
-    # The windows share their end, so they nest: the rows fall into disjoint buckets between
-    # consecutive distinct starts (newest first), each row passes one bucket's filters and is
-    # summed once (its exact decimal is the costly part), and a window is the exact sum of the
-    # buckets from the newest to its own start.
-    bounds = sorted(set(starts.values()), reverse=True)
+    earliest = min(starts.values())
     annotations: dict[str, Any] = {}
-    for i, start in enumerate(bounds):
-        inside = Q(performed_at__gte=start) if i == 0 else Q(performed_at__gte=start, performed_at__lt=bounds[i - 1])
-        annotations[f"b{i}__sum"] = ExactSum("value", filter=inside)
-        annotations[f"b{i}__n"] = Count("value", filter=inside)
-        annotations[f"b{i}__asked"] = Count("id", filter=inside & ~Q(failed_reason__in=NOT_ASKED))
-        annotations[f"b{i}__answered"] = Count("id", filter=inside & Q(success=True))
+    for name, start in starts.items():
+        inside = Q(performed_at__gte=start)
+        annotations[f"{name}__sum"] = ExactSum("value", filter=inside)
+        annotations[f"{name}__n"] = Count("value", filter=inside)
+        if count_windows is None or name in count_windows:
+            annotations[f"{name}__asked"] = Count("id", filter=inside & ~Q(failed_reason__in=NOT_ASKED))
+            annotations[f"{name}__answered"] = Count("id", filter=inside & Q(success=True))
     rows = (
-        Score.objects.filter(performed_at__gte=bounds[-1], performed_at__lte=end, late=False)
+        Score.objects.filter(performed_at__gte=earliest, performed_at__lte=end, late=False)
         .values("model_id", "scope_key")
         .annotate(**annotations)
         .order_by()
     )
     result: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
     for row in rows:
-        per_bucket = [
-            (parse_decimal(row[f"b{i}__sum"]), row[f"b{i}__n"], row[f"b{i}__asked"], row[f"b{i}__answered"])
-            for i in range(len(bounds))
-        ]
-        key = (row["model_id"], row["scope_key"])
-        result[key] = {}
-        for name, start in starts.items():
-            inside = per_bucket[: bounds.index(start) + 1]
-            counted = count_windows is None or name in count_windows
-            result[key][name] = {
-                "sum": exact_sum(b[0] for b in inside),
-                "n": sum(b[1] for b in inside),
-                "asked": sum(b[2] for b in inside) if counted else 0,
-                "answered": sum(b[3] for b in inside) if counted else 0,
+        result[(row["model_id"], row["scope_key"])] = {
+            name: {
+                "sum": parse_decimal(row.get(f"{name}__sum")),
+                **{stat: int(row.get(f"{name}__{stat}") or 0) for stat in ("n", "asked", "answered")},
             }
+            for name in starts
+        }
     return result
 
 

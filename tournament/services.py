@@ -246,12 +246,17 @@ def _claimable(status: str, now: datetime) -> Q:
     )
 
 
-def claim_round(*, status: str, worker_id: str, now: datetime | None = None) -> tuple[str, Round | None]:
-    """Lease the oldest claimable round in `status` to a fresh token (conditional UPDATE;
-    FOR UPDATE SKIP LOCKED on Postgres so concurrent workers do not queue on one row)."""
+def claim_round(
+    *, status: str, worker_id: str, now: datetime | None = None, round_pk: int | None = None
+) -> tuple[str, Round | None]:
+    """Lease the oldest claimable round in `status` (only round `round_pk` when given) to a fresh
+    token (conditional UPDATE; FOR UPDATE SKIP LOCKED on Postgres so concurrent workers do not
+    queue on one row)."""
     now = now or timezone.now()
     token = f"{worker_id}:{uuid4().hex[:12]}"[:128]
     free = _claimable(status, now)
+    if round_pk is not None:
+        free &= Q(pk=round_pk)
     with transaction.atomic():
         pk = (
             Round.objects.filter(free)
@@ -304,10 +309,13 @@ class InferenceReport:
     counts: dict[str, int] | None = None
 
 
-def infer_next_round(*, gateway: ModelGateway, worker_id: str, now: datetime | None = None) -> bool:
-    """run_predict unit: infer one chunk of the oldest OPEN round; True when one was claimed."""
+def infer_next_round(
+    *, gateway: ModelGateway, worker_id: str, now: datetime | None = None, round_pk: int | None = None
+) -> bool:
+    """run_predict unit: infer one chunk of the oldest OPEN round (only round `round_pk` when
+    given: `manage.py tournament infer <id>`); True when one was claimed."""
     now = now or timezone.now()
-    token, round_ = claim_round(status=RoundStatus.OPEN, worker_id=worker_id, now=now)
+    token, round_ = claim_round(status=RoundStatus.OPEN, worker_id=worker_id, now=now, round_pk=round_pk)
     if round_ is None:
         return False
     try:

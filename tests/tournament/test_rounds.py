@@ -3,8 +3,10 @@
 import json
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -124,6 +126,22 @@ def test_inference_asks_every_model_once_per_sample_keyed_by_sample(gateway):
     assert {p.failure_reason for p in sleeper.values()} == {FailureReason.TIMEOUT}
     assert round_.inference_done_at is not None
     assert round_.claimed_by == ""
+
+
+def test_the_infer_command_asks_about_the_named_round_only(tmp_path, settings):
+    settings.MODEL_GATEWAY = "local"
+    settings.MODELS_DIR = str(write_round_models(tmp_path / "models"))
+    settings.MODEL_BASE_CLASSNAME = BASE
+    settings.MODEL_CALL_TIMEOUT_SECONDS = 0.3
+    older, named = opened("r1"), opened("r2")
+    out = StringIO()
+    call_command("tournament", "infer", "r2", stdout=out)
+    older.refresh_from_db()
+    named.refresh_from_db()
+    assert "round r2: INFERENCE_DONE" in out.getvalue()
+    assert named.status == RoundStatus.INFERENCE_DONE
+    assert older.status == RoundStatus.OPEN  # the oldest open round is left for its own command or run_predict
+    assert not Prediction.objects.filter(config_id=older.config_id).exists()
 
 
 def test_inference_runs_in_chunks_and_continues_from_its_cursor(gateway, settings):

@@ -116,7 +116,7 @@ class Command(BaseCommand):
         while not gateway.ready and time.monotonic() < deadline:
             time.sleep(0.5)
         try:
-            while infer_next_round(gateway=gateway, worker_id=f"cli:{getpass.getuser()}"):
+            while infer_next_round(gateway=gateway, worker_id=f"cli:{getpass.getuser()}", round_pk=round_.pk):
                 round_.refresh_from_db()
                 if round_.status != "OPEN":
                     break

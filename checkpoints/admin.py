@@ -89,12 +89,6 @@ class CheckpointAdmin(ServiceButtonsAdmin):
     emission_pretty = pretty_json("emission", "emission (as submitted, frac64)")
     meta_pretty = pretty_json("meta")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     # --- display -------------------------------------------------------------------------
 
     @admin.display(description="period [start, end)")

@@ -39,9 +39,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class ServiceButtonsAdmin(admin.ModelAdmin):
     """For rows whose state changes only through buttons that call the services (checkpoints,
-    tournament rounds): the change page has no save buttons; the buttons' views use the helpers."""
+    tournament rounds): never added or deleted in the admin, the change page has no save buttons;
+    the buttons' views use the helpers."""
 
     NO_SAVE_BUTTONS = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     def object_for_change(self, request, object_id):
         """The row, or 404; PermissionDenied without the change permission."""

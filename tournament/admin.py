@@ -95,12 +95,6 @@ class RoundAdmin(ServiceButtonsAdmin):
     rescores_pretty = pretty_json("rescores", "re-scores")
     meta_pretty = pretty_json("meta")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="progress")
     def progress(self, obj: Round):
         return format_html("<pre style='margin:0'>{}</pre>", json.dumps(round_progress(obj), indent=2, sort_keys=True))

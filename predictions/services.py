@@ -48,6 +48,10 @@ DETAIL_MAX_CHARS = 2000
 IDENTITY_MAX_CHARS = {"model_id": 128, "name": 255, "cruncher_id": 128, "cruncher_name": 255, "deployment_id": 255}
 LAST_SEEN_TOUCH_SECONDS = 60  # last_seen_at is refreshed at most this often per model (write amplification)
 ERROR_BACKOFF_MAX_SECONDS = 300
+# A leaderboard rebuild holds it exclusively, a new model's registration shared (PostgreSQL;
+# SQLite serialises writers): a model registered while a board is computed gets a first_seen_at
+# after that board, so a replay lists it on exactly the boards that listed it live.
+MODEL_REGISTRY_LOCK_KEY = 0x5C0BE
 
 
 # --- Models -------------------------------------------------------------------------------
@@ -694,6 +698,12 @@ def upsert_model_identities(
     seen = {i.model_id: i for i in identities}
     if known is None:
         known = known_models(model_ids=list(seen), now=now)
+    first_seen = now
+    if any(model_id not in known for model_id in seen):
+        # Registered when the lock is held: the cycle's `now` (its start) may already lie
+        # behind a board computed while the models were answering.
+        hold_advisory_lock(MODEL_REGISTRY_LOCK_KEY, shared=True)
+        first_seen = max(now, timezone.now())
     changed, deployments, stale, indexes = [], [], [], []
     for model_id, identity in seen.items():
         row = known.get(model_id)
@@ -706,7 +716,7 @@ def upsert_model_identities(
             "deployment_id": identity.deployment_id,
         }
         if row is None or any(row[k] != v for k, v in fields.items()):
-            changed.append(ParticipantModel(model_id=model_id, first_seen_at=now, last_seen_at=now, **fields))
+            changed.append(ParticipantModel(model_id=model_id, first_seen_at=first_seen, last_seen_at=now, **fields))
             if row is None or row["deployment_id"] != identity.deployment_id:
                 deployments.append(identity)
         elif row["stale"]:
@@ -744,6 +754,14 @@ def upsert_model_identities(
     if stale:
         ParticipantModel.objects.filter(pk__in=stale).update(last_seen_at=now)
     return known
+
+
+def hold_advisory_lock(key: int, *, shared: bool) -> None:
+    """Take advisory lock `key` for the current transaction (PostgreSQL; SQLite serialises writers)."""
+    if connection.vendor == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {function}(%s)", [key])
 
 
 def _columns(model, names) -> list[str]:

@@ -43,6 +43,7 @@ from coordinator_site.contract import get_callable, get_contract
 from coordinator_site.exact import EXACT, exact_mean
 from predictions.choices import ExpiryReason, FailureReason, InputStatus, PredictionStatus
 from predictions.models import LIVE_INPUTS, Input, ParticipantModel, Prediction
+from predictions.services import MODEL_REGISTRY_LOCK_KEY, hold_advisory_lock
 from scoring.aggregation import merge_summaries, scope_summaries
 from scoring.eligibility import apply_eligibility, eligibility_summary, rank_parts
 from scoring.hashing import leaf_hash, snapshot_document
@@ -73,8 +74,6 @@ RETRY_BASE_SECONDS = 10
 RETRY_MAX_SECONDS = 900
 ID_CHUNK = 5000
 DETAIL_MAX = 2000
-# Serialises leaderboard rebuilds across processes on Postgres (SQLite serialises writers).
-LEADERBOARD_LOCK_KEY = 0x5C0BE
 # Score writes hold it shared, a checkpoint build (which seals) exclusively: a batch is written
 # either wholly before a seal (and is in the checkpoint) or wholly after it (and sees the seal).
 SEAL_LOCK_KEY = 0x5EA1
@@ -690,10 +689,7 @@ def write_outcomes(ctx: ScoringContext, outcomes: list[InputOutcome], *, token: 
 
 def hold_seal_lock(*, shared: bool) -> None:
     """Take SEAL_LOCK_KEY for the current transaction (PostgreSQL; SQLite serialises writers)."""
-    if connection.vendor == "postgresql":
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {function}(%s)", [SEAL_LOCK_KEY])
+    hold_advisory_lock(SEAL_LOCK_KEY, shared=shared)
 
 
 def flag_late_scores(scores: list[ScoreRow]) -> int:
@@ -967,9 +963,8 @@ def rebuild_leaderboard(*, now: datetime | None = None) -> Leaderboard:
     parts = contract.emission.split
     ranker = get_callable("LEADERBOARD_RANKER")
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEADERBOARD_LOCK_KEY])
+        # Serialises rebuilds, and orders them against new models' registration.
+        hold_advisory_lock(MODEL_REGISTRY_LOCK_KEY, shared=False)
         now = now or timezone.now()
         starts = {name: now - timedelta(hours=w.hours) for name, w in aggregation.windows.items()}
         per_scope = window_aggregates(starts=starts, end=now, count_windows={aggregation.ranking_key})

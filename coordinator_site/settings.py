@@ -306,6 +306,9 @@ DATA_PROVIDER_PUBKEY = env.str("DATA_PROVIDER_PUBKEY", default="")
 REPORTS_REQUIRE_AUTH = env.bool("REPORTS_REQUIRE_AUTH", default=False)
 # How often each web process re-checks which leaderboard is the newest (0: on every request).
 REPORTS_LEADERBOARD_RECHECK_SECONDS = env.float("REPORTS_LEADERBOARD_RECHECK_SECONDS", default=1.0)
+# Predictions whose report JSON each web process keeps, checked against the row's version on
+# every read (PostgreSQL; ~0.6 kB each; 0: off).
+REPORTS_ROW_CACHE_ROWS = env.int("REPORTS_ROW_CACHE_ROWS", default=20000)
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 # Seconds between in-place refreshes of the live pages (leaderboard, model, feeds, health); 0: off.
 PAGES_REFRESH_SECONDS = env.float("PAGES_REFRESH_SECONDS", default=5.0)

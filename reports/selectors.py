@@ -7,6 +7,7 @@ response can never carry NaN, Infinity or a Decimal.
 
 import json
 import math
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -379,7 +380,7 @@ def model_pks(model_ids: list[str]) -> list[int]:
 
 def prediction_page_json(
     *,
-    model_pk_sets: Iterable[list[int]] = (),
+    model_id_sets: Iterable[list[str]] = (),
     scope_key: str | None = None,
     config_id: int | None = None,
     subject: str | None = None,
@@ -393,14 +394,21 @@ def prediction_page_json(
     limit: int,
 ) -> list[str]:
     """PostgreSQL: the rows' JSON, as `prediction_json_rows`, of the predictions matching every given filter
-    (each model pk set: model among them; `after`: the keyset cursor (performed_at, id)), in
+    (each model id set: model among them; `after`: the keyset cursor (performed_at, id)), in
     (performed_at, id) order, written as SQL by hand and prepared once per connection.
 
     The same page as the report FilterSet + `prediction_json_rows` (tests compare them), without
     building, cloning and compiling a queryset per request.
     """
     joins, where, params = [], [], []
-    for pks in model_pk_sets:
+    for model_ids in model_id_sets:
+        if len(model_ids) == 1:
+            # In the page query (one round trip less), as a value: the (model, performed_at) index
+            # then reads the page in order.
+            where.append(f"q.model_id = (SELECT id FROM {ParticipantModel._meta.db_table} WHERE model_id = %s)")  # noqa: S608
+            params.append(model_ids[0])
+            continue
+        pks = model_pks(model_ids)
         if not pks:
             return []
         where.append(f"q.model_id IN ({', '.join(['%s'] * len(pks))})")
@@ -436,22 +444,82 @@ def prediction_page_json(
     direction = "DESC" if descending else "ASC"
     # Only table names, fixed fragments and placeholders go into the text; values are parameters.
     page_sql = (
-        f"SELECT q.id FROM {Prediction._meta.db_table} q {' '.join(joins)}"  # noqa: S608
+        f"SELECT {{columns}} FROM {Prediction._meta.db_table} q {' '.join(joins)}"  # noqa: S608
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + f" ORDER BY q.performed_at {direction}, q.id {direction} LIMIT {int(limit)}"
     )
-    sql = _prediction_json_sql(
-        prediction=Prediction._meta.db_table,
-        model=ParticipantModel._meta.db_table,
-        input=Input._meta.db_table,
-        score=Score._meta.db_table,
-        page=page_sql,
-        direction=direction,
-        cursor_columns="",
-    )
+    names = {"prediction": Prediction._meta.db_table, "score": Score._meta.db_table, "direction": direction}
     with _server_binding_cursor() as cursor:
+        if settings.REPORTS_ROW_CACHE_ROWS > 0:
+            cursor.execute(_prediction_versions_sql(page=page_sql, **names), params)
+            texts = _ROW_CACHE.page(cursor.fetchall())
+            if texts is not None:
+                return texts
+        sql = _prediction_json_sql(
+            model=ParticipantModel._meta.db_table,
+            input=Input._meta.db_table,
+            page=page_sql.format(columns="q.id"),
+            cursor_columns=f", {_VERSION_COLUMNS}",
+            **names,
+        )
         cursor.execute(sql, params)
-        return [text for (text,) in cursor.fetchall()]
+        rows = cursor.fetchall()
+    if settings.REPORTS_ROW_CACHE_ROWS > 0:
+        _ROW_CACHE.store(rows, limit=settings.REPORTS_ROW_CACHE_ROWS)
+    return [row[0] for row in rows]
+
+
+# A row version: the prediction's and its score's (xmin, ctid). Every UPDATE writes a new tuple
+# (a new ctid; a new xmin unless in the same transaction), an INSERT or DELETE of the score
+# changes its half. The row's other sources never change once written: the model's `model_id`
+# (its natural key, read-only everywhere) and the Input's `scope`.
+_VERSION_COLUMNS = "p.id, p.xmin::text || p.ctid::text, s.xmin::text || s.ctid::text"
+_PAGE_VERSION_COLUMNS = "q.id, q.performed_at, q.xmin::text || q.ctid::text AS version"
+
+
+class _RowCache:
+    """Each prediction's report JSON as the database last wrote it, by (id, row version), in this
+    process (REPORTS_ROW_CACHE_ROWS rows at most, oldest first out). A page is served from it
+    only when the version of every one of its rows, read in the same query as the page itself,
+    is the cached one; otherwise the whole page's JSON is read again (one snapshot) and cached.
+    History rows stop changing once scored, so a reader polling pages mostly reads versions."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[str, str | None, str]] = {}
+        self.lock = threading.Lock()
+
+    def page(self, versions: list[tuple[int, str, str | None]]) -> list[str] | None:
+        rows, texts = self.rows, []
+        for pk, prediction_version, score_version in versions:
+            cached = rows.get(pk)
+            if cached is None or cached[0] != prediction_version or cached[1] != score_version:
+                return None
+            texts.append(cached[2])
+        return texts
+
+    def store(self, rows: list[tuple[str, int, str, str | None]], *, limit: int) -> None:
+        with self.lock:
+            for text, pk, prediction_version, score_version in rows:
+                self.rows.pop(pk, None)  # re-inserted last: the newest are evicted last
+                self.rows[pk] = (prediction_version, score_version, text)
+            while len(self.rows) > limit:
+                del self.rows[next(iter(self.rows))]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.rows.clear()
+
+
+_ROW_CACHE = _RowCache()
+
+
+@lru_cache(maxsize=256)
+def _prediction_versions_sql(*, prediction: str, score: str, page: str, direction: str) -> str:
+    """The page's (id, prediction version, score version), in page order."""
+    return (
+        f"SELECT p.id, p.version, s.xmin::text || s.ctid::text FROM ({page.format(columns=_PAGE_VERSION_COLUMNS)}) p "  # noqa: S608
+        f"LEFT JOIN {score} s ON s.prediction_id = p.id ORDER BY p.performed_at {direction}, p.id {direction}"
+    )
 
 
 @lru_cache(maxsize=256)

@@ -256,9 +256,8 @@ class PredictionViewSet(ReportViewSet):
         params = clean_filter_params(PredictionFilter, request.query_params)
         paginator = self.paginator
         ordering, limit, after = paginator.page_params(request, self, Prediction)
-        model_pk_sets = [selectors.model_pks(ids) for ids in (params["projectIds"], params["model_id"]) if ids]
         rows = selectors.prediction_page_json(
-            model_pk_sets=model_pk_sets,
+            model_id_sets=[ids for ids in (params["projectIds"], params["model_id"]) if ids],
             scope_key=params["scope_key"],
             config_id=params["config"],
             subject=params["subject"],

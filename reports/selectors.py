@@ -438,9 +438,10 @@ def prediction_page_json(
         params.append(end)
     op = "<" if descending else ">"
     if after is not None:
-        # `field <= value AND (field < value OR id < id)`: an index range (see KeysetPagination).
-        where.append(f"q.performed_at {op}= %s AND (q.performed_at {op} %s OR q.id {op} %s)")
-        params.extend([after[0], after[0], after[1]])
+        # A row comparison: one index range on (…, performed_at, id), whose generic plan PostgreSQL
+        # keeps (the `<= AND (< OR <)` form of the ORM path was planned again on every execution).
+        where.append(f"(q.performed_at, q.id) {op} (%s, %s)")
+        params.extend(after)
     direction = "DESC" if descending else "ASC"
     # Only table names, fixed fragments and placeholders go into the text; values are parameters.
     page_sql = (

@@ -28,10 +28,19 @@ pytestmark = [
 BOUND = 30  # seconds; generous on a loaded 2-core machine
 
 
-def waiting_locks() -> int:
+def backend_pid() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+def waits(pids: dict[str, int], name: str) -> bool:
+    """Whether the thread `name`'s database session waits for a lock (its own, not another test's)."""
+    if name not in pids:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", [pids[name]])
+        return cursor.fetchone()[0] > 0
 
 
 def wait_until(predicate) -> None:
@@ -41,11 +50,12 @@ def wait_until(predicate) -> None:
         time.sleep(0.02)
 
 
-def in_thread(target) -> threading.Thread:
+def in_thread(target, pids: dict[str, int], name: str) -> threading.Thread:
     errors: list[BaseException] = []
 
     def run():
         try:
+            pids[name] = backend_pid()
             target()
         except BaseException as exc:  # reported in the test's thread
             errors.append(exc)
@@ -77,12 +87,13 @@ def test_a_model_registered_during_a_rebuild_is_first_seen_after_that_board():
         with transaction.atomic():
             upsert_model_identities(identities=[identity], now=cycle_clock)
 
-    holder = in_thread(hold_old_row)
+    pids: dict[str, int] = {}
+    holder = in_thread(hold_old_row, pids, "holder")
     assert row_held.wait(BOUND)
-    rebuild = in_thread(rebuild_leaderboard)
-    wait_until(lambda: waiting_locks() >= 1)  # the rebuild waits for old's row, its board computed
-    registration = in_thread(register)
-    wait_until(lambda: waiting_locks() >= 2)  # the registration waits for the rebuild
+    rebuild = in_thread(rebuild_leaderboard, pids, "rebuild")
+    wait_until(lambda: waits(pids, "rebuild"))  # the rebuild waits for old's row, its board computed
+    registration = in_thread(register, pids, "registration")
+    wait_until(lambda: waits(pids, "registration"))  # the registration waits for the rebuild
     release.set()
     for thread in (holder, rebuild, registration):
         thread.join(BOUND)

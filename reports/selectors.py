@@ -300,35 +300,35 @@ def _naive_utc_sql(column: str) -> str:
 
 
 _PREDICTION_JSON_PG = """
-    SELECT json_build_object(
-        'id', p.id,
-        'model_id', m.model_id,
-        'prediction_config_id', p.config_id::text,
-        'scope_key', p.scope_key,
-        'scope', CASE WHEN jsonb_typeof(i.scope) = 'object' AND i.scope ? 'horizon_seconds'
-                           AND NOT i.scope ? 'resolve_horizon_seconds'
-                      THEN i.scope || jsonb_build_object('resolve_horizon_seconds', i.scope -> 'horizon_seconds')
-                      ELSE i.scope END,
-        'input_id', p.input_id,
-        'status', p.status,
-        'failure_reason', p.failure_reason,
-        'failure_detail', p.failure_detail,
-        'output', p.output,
-        'exec_time_us', p.exec_time_us,
-        'performed_at', {performed_at},
-        'resolvable_at', {resolvable_at} || 'Z',
-        'score_value', CASE WHEN s.value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE s.value END,
-        'score_success', COALESCE(s.success, false),
-        'score_failed', NOT COALESCE(s.success, false),
-        'score_failed_reason', CASE WHEN s.id IS NULL
-                                    THEN COALESCE(NULLIF(p.failure_reason, ''), 'Prediction not scored')
-                                    ELSE s.failed_reason END,
-        'scored_at', CASE WHEN s.id IS NULL THEN NULL ELSE {scored_at} END
-    )::text{cursor_columns}
+    SELECT row_to_json(j)::text{cursor_columns}
     FROM {prediction} p
     JOIN {model} m ON m.id = p.model_id
     JOIN {input} i ON i.id = p.input_id
     LEFT JOIN {score} s ON s.prediction_id = p.id
+    CROSS JOIN LATERAL (SELECT
+        p.id,
+        m.model_id,
+        p.config_id::text AS prediction_config_id,
+        p.scope_key,
+        CASE WHEN jsonb_typeof(i.scope) = 'object' AND i.scope ? 'horizon_seconds'
+                  AND NOT i.scope ? 'resolve_horizon_seconds'
+             THEN i.scope || jsonb_build_object('resolve_horizon_seconds', i.scope -> 'horizon_seconds')
+             ELSE i.scope END AS scope,
+        p.input_id,
+        p.status,
+        p.failure_reason,
+        p.failure_detail,
+        p.output,
+        p.exec_time_us,
+        {performed_at} AS performed_at,
+        {resolvable_at} || 'Z' AS resolvable_at,
+        CASE WHEN s.value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE s.value END AS score_value,
+        COALESCE(s.success, false) AS score_success,
+        NOT COALESCE(s.success, false) AS score_failed,
+        CASE WHEN s.id IS NULL THEN COALESCE(NULLIF(p.failure_reason, ''), 'Prediction not scored')
+             ELSE s.failed_reason END AS score_failed_reason,
+        CASE WHEN s.id IS NULL THEN NULL ELSE {scored_at} END AS scored_at
+    ) j
     WHERE p.id IN ({page})
     ORDER BY p.performed_at {direction}, p.id {direction}
 """

@@ -158,7 +158,7 @@ def prepared_pages() -> tuple[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
-            "WHERE statement LIKE '%%json_build_object%%'"
+            "WHERE statement LIKE '%%row_to_json%%'"
         )
         return cursor.fetchone()
 

@@ -470,12 +470,17 @@ def prediction_page_json(
     return [row[0] for row in rows]
 
 
-# A row version: the prediction's and its score's (xmin, ctid). Every UPDATE writes a new tuple
-# (a new ctid; a new xmin unless in the same transaction), an INSERT or DELETE of the score
-# changes its half. The row's other sources never change once written: the model's `model_id`
-# (its natural key, read-only everywhere) and the Input's `scope`.
-_VERSION_COLUMNS = "p.id, p.xmin::text || p.ctid::text, s.xmin::text || s.ctid::text"
-_PAGE_VERSION_COLUMNS = "q.id, q.performed_at, q.xmin::text || q.ctid::text AS version"
+# A row version: the prediction's (xmin, ctid) and, unless it is SCORED, its score's. Every
+# UPDATE writes a new tuple (a new ctid; a new xmin unless in the same transaction); a score is
+# inserted or deleted. A SCORED prediction's score needs no look-up: scores are insert-only (no
+# code updates one, the admin shows them read-only) and written in the transaction that makes
+# their prediction SCORED (score_batch, tournament scoring); only the missing-answer policy
+# scores FAILED/ABSENT predictions without touching them. The row's other sources never change
+# once written: the model's `model_id` (its natural key, read-only everywhere) and the Input's
+# `scope`.
+_SCORE_VERSION = "CASE WHEN p.status = 'SCORED' THEN '' ELSE {} END"
+_VERSION_COLUMNS = "p.id, p.xmin::text || p.ctid::text, " + _SCORE_VERSION.format("s.xmin::text || s.ctid::text")
+_PAGE_VERSION_COLUMNS = "q.id, q.performed_at, q.status, q.xmin::text || q.ctid::text AS version"
 
 
 class _RowCache:
@@ -517,9 +522,12 @@ _ROW_CACHE = _RowCache()
 @lru_cache(maxsize=256)
 def _prediction_versions_sql(*, prediction: str, score: str, page: str, direction: str) -> str:
     """The page's (id, prediction version, score version), in page order."""
+    score_version = _SCORE_VERSION.format(
+        f"(SELECT s.xmin::text || s.ctid::text FROM {score} s WHERE s.prediction_id = p.id)"  # noqa: S608
+    )
     return (
-        f"SELECT p.id, p.version, s.xmin::text || s.ctid::text FROM ({page.format(columns=_PAGE_VERSION_COLUMNS)}) p "  # noqa: S608
-        f"LEFT JOIN {score} s ON s.prediction_id = p.id ORDER BY p.performed_at {direction}, p.id {direction}"
+        f"SELECT p.id, p.version, {score_version} FROM ({page.format(columns=_PAGE_VERSION_COLUMNS)}) p "  # noqa: S608
+        f"ORDER BY p.performed_at {direction}, p.id {direction}"
     )
 
 

@@ -449,19 +449,22 @@ def prediction_page_json(
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + f" ORDER BY q.performed_at {direction}, q.id {direction} LIMIT {int(limit)}"
     )
-    names = {"prediction": Prediction._meta.db_table, "score": Score._meta.db_table, "direction": direction}
     with _server_binding_cursor() as cursor:
         if settings.REPORTS_ROW_CACHE_ROWS > 0:
-            cursor.execute(_prediction_versions_sql(page=page_sql, **names), params)
+            cursor.execute(
+                _prediction_versions_sql(score=Score._meta.db_table, page=page_sql, direction=direction), params
+            )
             texts = _ROW_CACHE.page(cursor.fetchall())
             if texts is not None:
                 return texts
         sql = _prediction_json_sql(
+            prediction=Prediction._meta.db_table,
             model=ParticipantModel._meta.db_table,
             input=Input._meta.db_table,
+            score=Score._meta.db_table,
             page=page_sql.format(columns="q.id"),
+            direction=direction,
             cursor_columns=f", {_VERSION_COLUMNS}",
-            **names,
         )
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -520,7 +523,7 @@ _ROW_CACHE = _RowCache()
 
 
 @lru_cache(maxsize=256)
-def _prediction_versions_sql(*, prediction: str, score: str, page: str, direction: str) -> str:
+def _prediction_versions_sql(*, score: str, page: str, direction: str) -> str:
     """The page's (id, prediction version, score version), in page order."""
     score_version = _SCORE_VERSION.format(
         f"(SELECT s.xmin::text || s.ctid::text FROM {score} s WHERE s.prediction_id = p.id)"  # noqa: S608

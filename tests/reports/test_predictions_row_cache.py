@@ -50,6 +50,15 @@ def test_a_scored_row_is_served_as_scored(pending):
     assert row(page(), pending[1])["status"] == "PENDING"
 
 
+def test_a_scored_row_is_then_served_from_the_cache_in_one_query(pending, django_assert_num_queries):
+    Prediction.objects.filter(pk=pending[0].pk).update(status=PredictionStatus.SCORED)
+    make_score(prediction=pending[0], value=0.25)
+    first = page()
+    with django_assert_num_queries(1):  # a hit: the versions query only
+        assert page() == first
+    assert row(first, pending[0])["score_value"] == 0.25
+
+
 def test_a_change_of_the_prediction_alone_or_of_its_score_alone_is_seen(pending):
     page()
     Prediction.objects.filter(pk=pending[1].pk).update(output={"p_up": 0.75})

@@ -60,7 +60,8 @@ def _ts(second: int):
 
 
 def stored_seconds() -> list[int]:
-    return [int(t.timestamp()) for t in FeedRecord.objects.filter(source="pyth").values_list("ts_event", flat=True)]
+    records = FeedRecord.objects.filter(source="pyth").order_by("ts_event")
+    return [int(t.timestamp()) for t in records.values_list("ts_event", flat=True)]
 
 
 def run_until(ingestor: StreamIngestor, done, *, timeout: float = 45.0) -> tuple[bool, list[str], dict]:
